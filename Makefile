@@ -1,0 +1,36 @@
+# One command runs the platform, one command passes the tests; both create .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-full lint typecheck check bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,embedded]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)  ## API + worker + (embedded) Redis; Ctrl-C stops everything
+	$(BIN)/python run_platform.py
+
+test: $(STAMP)  ## the default suite: fast, real Redis, real worker, real app
+	$(BIN)/pytest -q
+
+test-full: $(STAMP)  ## the default suite plus the long fault-injection variants
+	$(BIN)/pytest -q -m ''
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

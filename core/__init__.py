@@ -1,0 +1,1 @@
+"""Machinery shared by the API (`service`) and the worker: registry, codec, keys, status, progress."""

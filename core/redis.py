@@ -1,0 +1,62 @@
+"""Redis connections from settings: arq's RedisSettings for the worker, a pool for the API.
+
+Both share one rule: every call has a timeout, and a dropped connection is retried with backoff
+instead of bringing the process down.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse, urlunparse
+
+from arq.connections import ArqRedis, RedisSettings
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from core import codec
+from settings import Settings
+
+
+def worker_redis_settings(settings: Settings) -> RedisSettings:
+    """The worker rides out Redis outages: commands retry forever with capped exponential backoff."""
+    redis_settings = RedisSettings.from_dsn(settings.redis_url)
+    redis_settings.conn_timeout = max(1, int(settings.redis_timeout_seconds))
+    redis_settings.conn_retries = 30
+    redis_settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]  # type: ignore[list-item]
+    redis_settings.retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=-1)
+    return redis_settings
+
+
+def open_api_pool(settings: Settings) -> ArqRedis:
+    """The API's pool: short timeouts so a lost Redis becomes a prompt 503, one quick reconnect try.
+
+    Built without a ping, so the API starts (and answers 503) even while Redis is down.
+    """
+    redis_settings = RedisSettings.from_dsn(settings.redis_url)
+    return ArqRedis(
+        host=redis_settings.host,  # type: ignore[arg-type]
+        port=redis_settings.port,
+        unix_socket_path=redis_settings.unix_socket_path,
+        db=redis_settings.database,
+        username=redis_settings.username,
+        password=redis_settings.password,
+        ssl=redis_settings.ssl,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+        socket_timeout=settings.redis_timeout_seconds,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
+        retry_on_error=[RedisConnectionError],
+        health_check_interval=15,
+        job_serializer=codec.dumps,
+        job_deserializer=codec.loads,
+        default_queue_name=settings.queue_name,
+    )
+
+
+def redacted(url: str) -> str:
+    """The Redis URL with any password hidden, for logs."""
+    parts = urlparse(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunparse(parts._replace(netloc=netloc))

@@ -1,0 +1,44 @@
+"""Cron jobs that keep the platform itself healthy."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from core import keys
+from core.context import JobContext
+from core.registry import cron, every
+from settings import load_settings
+
+_settings = load_settings()
+_beat = _settings.heartbeat_every_seconds
+
+
+@cron(
+    second=every(_beat) if _beat < 60 else 0,
+    minute=None if _beat <= 60 else every(_beat // 60),
+    timeout=10,
+    keep_result=3600,
+)
+async def record_heartbeat(ctx: JobContext) -> dict[str, Any]:
+    """Prove the scheduler and a worker are alive; its last run shows in `GET /v1/cron`."""
+    redis = ctx["redis"]
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(ctx.get("queue_name", _settings.queue_name))
+        pipe.zcard(keys.WORKERS)
+        queued, workers = await pipe.execute()
+    return {"at": time.time(), "queued": queued, "workers": workers}
+
+
+@cron(minute=every(10), second=30, timeout=120, keep_result=3600)
+async def prune_stale_records(ctx: JobContext) -> dict[str, int]:
+    """Drop records the platform no longer needs: dead workers, and progress of jobs that are gone."""
+    redis = ctx["redis"]
+    stale_before = time.time() - 3 * _settings.health_check_interval_seconds
+    dead_workers = await redis.zremrangebyscore(keys.WORKERS, "-inf", stale_before)
+    orphaned = 0
+    async for key in redis.scan_iter(match=keys.progress("*"), count=500):
+        job_id = key.decode().removeprefix(keys.progress(""))
+        if not await redis.exists(keys.job(job_id), keys.result(job_id)):
+            orphaned += await redis.delete(key)
+    return {"dead_workers": dead_workers, "orphaned_progress": orphaned}

@@ -1,0 +1,1 @@
+"""The HTTP edge of the platform. Nothing imports this package."""

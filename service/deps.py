@@ -1,0 +1,28 @@
+"""The only glue between routes and the lifespan's state."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from arq.connections import ArqRedis
+from fastapi import Depends, Request
+
+from core.registry import Registry
+from settings import Settings
+
+
+def get_pool(request: Request) -> ArqRedis:
+    return cast(ArqRedis, request.state.pool)
+
+
+def get_registry(request: Request) -> Registry:
+    return cast(Registry, request.state.registry)
+
+
+def get_settings(request: Request) -> Settings:
+    return cast(Settings, request.state.settings)
+
+
+PoolDep = Annotated[ArqRedis, Depends(get_pool)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

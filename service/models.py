@@ -1,0 +1,187 @@
+"""HTTP models; each name says its direction (Request in, View/Accepted out)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.status import JobRecord, JobState
+
+MAX_DEFER_S = 366 * 86_400
+
+
+class EnqueueRequest(BaseModel):
+    """A job to run: a registered function and its keyword arguments, now or later."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    function: str = Field(min_length=1, description="A name from `GET /v1/functions`.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Arguments, validated against the signature.")
+    job_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.:@-]+$",
+        description="Your own id, to make the enqueue idempotent (409 if it exists).",
+    )
+    defer_by: float | None = Field(None, ge=0, le=MAX_DEFER_S, description="Run no earlier than N seconds from now.")
+    defer_until: datetime | None = Field(
+        None, description="Run no earlier than this ISO-8601 time (UTC when no offset)."
+    )
+
+    @field_validator("defer_until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    @model_validator(mode="after")
+    def _one_deferral(self) -> EnqueueRequest:
+        if self.defer_by is not None and self.defer_until is not None:
+            raise ValueError("give defer_by or defer_until, not both")
+        return self
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    function: str
+    status: JobState
+    enqueued_at: datetime
+    scheduled_at: datetime
+
+
+class ErrorView(BaseModel):
+    type: str
+    message: str
+
+
+class ProgressView(BaseModel):
+    done: float
+    total: float | None = None
+    percent: float | None = None
+    message: str = ""
+    updated_at: float | None = None
+
+
+class JobView(BaseModel):
+    job_id: str
+    function: str | None
+    kwargs: dict[str, Any]
+    status: JobState
+    tries: int = Field(description="How many times a worker has started this job.")
+    enqueued_at: datetime | None
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    progress: ProgressView | None
+    result: Any = None
+    error: ErrorView | None = None
+
+    @classmethod
+    def of(cls, record: JobRecord) -> JobView:
+        return cls(
+            job_id=record.job_id,
+            function=record.function,
+            kwargs=record.kwargs,
+            status=record.status,
+            tries=record.tries,
+            enqueued_at=record.enqueued_at,
+            scheduled_at=record.scheduled_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            progress=ProgressView(**record.progress) if record.progress else None,
+            result=record.result,
+            error=ErrorView(type=record.error.type, message=record.error.message) if record.error else None,
+        )
+
+
+class JobOutcome(BaseModel):
+    """A job's outcome; `result` or `error` is set once `status` is complete, failed or aborted."""
+
+    job_id: str
+    status: JobState
+    finished: bool
+    result: Any = None
+    error: ErrorView | None = None
+    finished_at: datetime | None = None
+
+    @classmethod
+    def of(cls, record: JobRecord) -> JobOutcome:
+        view = JobView.of(record)
+        return cls(
+            job_id=view.job_id,
+            status=view.status,
+            finished=view.status.finished,
+            result=view.result,
+            error=view.error,
+            finished_at=view.finished_at,
+        )
+
+
+class FunctionOptionsView(BaseModel):
+    timeout_s: float
+    max_tries: int
+    keep_result_s: float
+
+
+class FunctionView(BaseModel):
+    name: str
+    description: str
+    arguments_schema: dict[str, Any]
+    options: FunctionOptionsView
+
+
+class CronRunView(BaseModel):
+    job_id: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    status: str | None = None
+    duration_s: float | None = None
+    error: str | None = None
+    runs: int = 0
+
+
+class CronView(BaseModel):
+    name: str
+    description: str
+    schedule: dict[str, Any]
+    next_run: datetime | None
+    last_run: CronRunView | None
+
+
+class QueueView(BaseModel):
+    name: str
+    queued: int
+    deferred: int
+    in_progress: int
+    workers: int
+
+
+class WorkerJobsView(BaseModel):
+    complete: int
+    failed: int
+    retried: int
+    ongoing: int
+
+
+class WorkerView(BaseModel):
+    worker_id: str
+    host: str
+    pid: int
+    queue: str
+    started_at: datetime
+    last_seen: datetime
+    jobs: WorkerJobsView
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    redis: str
+    workers: int

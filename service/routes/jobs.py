@@ -1,0 +1,123 @@
+"""`/v1/jobs`: enqueue, inspect, wait for and abort jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from pydantic import ValidationError
+
+from core.abort import AbortOutcome, abort_job
+from core.enqueue import enqueue
+from core.status import JobRecord, JobState, read_job
+from service.deps import PoolDep, RegistryDep, SettingsDep
+from service.errors import KwargsInvalid
+from service.models import EnqueueRequest, JobAccepted, JobOutcome, JobView
+from settings import Settings
+
+from arq.connections import ArqRedis
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+NOT_FOUND = {404: {"description": "No job with this id"}}
+POLL_START_S, POLL_MAX_S = 0.01, 0.2
+ABORT_WAIT_S = 2.0
+
+
+async def _record_or_404(pool: ArqRedis, settings: Settings, job_id: str) -> JobRecord:
+    record = await read_job(pool, settings.queue_name, job_id)
+    if record is None:
+        raise HTTPException(404, f"no job with id {job_id!r}")
+    return record
+
+
+async def _wait_until_finished(pool: ArqRedis, settings: Settings, job_id: str, wait_s: float) -> JobRecord:
+    """Poll the job with a growing interval until it finishes or `wait_s` passes."""
+    deadline = time.monotonic() + wait_s
+    delay = POLL_START_S
+    record = await _record_or_404(pool, settings, job_id)
+    while not record.status.finished and time.monotonic() < deadline:
+        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, POLL_MAX_S)
+        record = await _record_or_404(pool, settings, job_id)
+    return record
+
+
+@router.post(
+    "",
+    status_code=202,
+    responses={409: {"description": "A job with this job_id exists"}, 503: {"description": "Redis unavailable"}},
+)
+async def enqueue_job(
+    body: EnqueueRequest, pool: PoolDep, registry: RegistryDep, settings: SettingsDep, response: Response
+) -> JobAccepted:
+    """Validate the arguments against the function's signature, then queue the job."""
+    spec = registry.get(body.function)
+    try:
+        accepted = await enqueue(
+            pool, spec, body.kwargs, job_id=body.job_id, defer_by=body.defer_by, defer_until=body.defer_until
+        )
+    except ValidationError as exc:
+        raise KwargsInvalid(exc) from None
+    response.headers["Location"] = f"/v1/jobs/{accepted.job_id}"
+    return JobAccepted(
+        job_id=accepted.job_id,
+        function=spec.name,
+        status=JobState.deferred if accepted.deferred else JobState.queued,
+        enqueued_at=accepted.enqueued_at,
+        scheduled_at=accepted.scheduled_at,
+    )
+
+
+@router.get("/{job_id}", responses=NOT_FOUND)
+async def get_job(job_id: str, pool: PoolDep, settings: SettingsDep) -> JobView:
+    """The job's status, arguments, timestamps, tries, progress and result or error."""
+    return JobView.of(await _record_or_404(pool, settings, job_id))
+
+
+@router.get(
+    "/{job_id}/result",
+    responses={**NOT_FOUND, 202: {"model": JobOutcome, "description": "Not finished yet"}},
+)
+async def get_result(
+    job_id: str,
+    pool: PoolDep,
+    settings: SettingsDep,
+    response: Response,
+    wait: Annotated[float, Query(ge=0, description="Seconds to wait for the job to finish (bounded).")] = 0,
+) -> JobOutcome:
+    """The job's outcome: 200 once finished, 202 with the current status when not yet."""
+    record = await _wait_until_finished(pool, settings, job_id, min(wait, settings.result_wait_max_seconds))
+    if not record.status.finished:
+        response.status_code = 202
+    return JobOutcome.of(record)
+
+
+@router.delete(
+    "/{job_id}",
+    responses={
+        **NOT_FOUND,
+        202: {"model": JobView, "description": "Abort requested; the running job is being cancelled"},
+        409: {"description": "The job already finished"},
+    },
+)
+async def abort(
+    job_id: str, pool: PoolDep, registry: RegistryDep, settings: SettingsDep, response: Response
+) -> JobView:
+    """Abort a queued, deferred or running job; 409 when it already finished."""
+    record = await _record_or_404(pool, settings, job_id)
+    if record.status.finished:
+        raise HTTPException(409, f"job {job_id!r} already finished with status {record.status.value}")
+    spec = registry.jobs.get(record.function or "")
+    keep_s = (spec.options.keep_result_s if spec else None) or settings.keep_result_seconds
+    outcome = await abort_job(pool, settings.queue_name, job_id, keep_s)
+    if outcome is AbortOutcome.finished:
+        raise HTTPException(409, f"job {job_id!r} already finished")
+    if outcome is AbortOutcome.not_found:
+        raise HTTPException(404, f"no job with id {job_id!r}")
+    record = await _wait_until_finished(pool, settings, job_id, ABORT_WAIT_S)
+    if not record.status.finished:
+        response.status_code = 202
+    return JobView.of(record)

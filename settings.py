@@ -1,0 +1,109 @@
+"""Every knob of the platform, read once from the environment (and an optional `.env`).
+
+The API and the worker read this same class, so they can never disagree about the queue,
+the codec limits or the Redis they talk to.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Platform settings; each field is the environment variable of the same name, upper-cased."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    redis_url: str = Field(
+        "redis://localhost:6379/0",
+        description="Redis to use; `rediss://` for TLS, `redis://:password@host:port/db` for auth.",
+    )
+    queue_name: str = Field("arq:queue", min_length=1, description="The arq queue (a Redis sorted set).")
+    job_timeout_seconds: float = Field(300, gt=0, description="Default per-try timeout of a job.")
+    keep_result_seconds: float = Field(86_400, ge=0, description="Default time a job's result is kept.")
+    max_tries: int = Field(5, ge=1, description="Default number of times a job is tried.")
+    max_jobs: int = Field(10, ge=1, description="Jobs one worker process runs concurrently.")
+    shutdown_grace_seconds: int = Field(
+        30, ge=0, description="On SIGTERM, how long running jobs may finish before they are cancelled and requeued."
+    )
+    health_check_interval_seconds: float = Field(
+        10, gt=0, le=30, description="How often a worker refreshes its health and heartbeat keys."
+    )
+    redis_timeout_seconds: float = Field(
+        2.0, gt=0, description="Connect and command timeout of the API's Redis calls (then 503)."
+    )
+    result_wait_max_seconds: float = Field(30, ge=0, description="Upper bound of `GET /v1/jobs/{id}/result?wait=N`.")
+    heartbeat_every_seconds: int = Field(
+        60, ge=1, description="Schedule of the `record_heartbeat` cron job; must divide 60 or be a multiple of 60."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] | None = Field(
+        None, description="`json` or `console`; unset means console on a terminal, json otherwise."
+    )
+    job_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["jobs"],
+        description="Comma-separated modules whose jobs are registered, e.g. `jobs,myapp.tasks`.",
+    )
+    data_dir: str = Field(".data", description="Where the embedded Redis of `make run` keeps its append-only file.")
+    api_host: str = Field("127.0.0.1", description="Address `make run` serves the API on.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port `make run` serves the API on.")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_scheme(cls, value: str) -> str:
+        if urlparse(value).scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _empty_format_is_auto(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("job_modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("job_modules")
+    @classmethod
+    def _at_least_one_module(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one module")
+        return value
+
+    @field_validator("heartbeat_every_seconds")
+    @classmethod
+    def _cron_friendly(cls, value: int) -> int:
+        if (value < 60 and 60 % value) or (value >= 60 and (value % 60 or 60 % (value // 60))):
+            raise ValueError("must divide 60 (1..60) or be 60 times a divisor of 60")
+        return value
+
+
+class SettingsError(SystemExit):
+    """Raised at start-up when an environment variable holds an invalid value."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning a validation error into one line per bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = [
+            f"invalid setting {'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        ]
+        message = "\n".join(lines)
+        print(message, file=sys.stderr)
+        raise SettingsError(message) from None

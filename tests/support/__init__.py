@@ -1,0 +1,1 @@
+"""Helpers the tests share: test-only jobs, worker runners, polling with a deadline."""

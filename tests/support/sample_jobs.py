@@ -1,0 +1,37 @@
+"""Jobs that exist only for the tests (registered through JOB_MODULES)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from core.context import JobContext
+from core.registry import job
+
+
+@job(timeout=5)
+async def echo(ctx: JobContext, value: Any) -> Any:
+    """Return the value unchanged."""
+    return value
+
+
+@job(timeout=5, max_tries=1)
+async def fail_always(ctx: JobContext, message: str) -> None:
+    """Raise ValueError(message)."""
+    raise ValueError(message)
+
+
+@job(timeout=60)
+async def sleep_for(ctx: JobContext, seconds: float) -> float:
+    """Sleep, then return how long it slept."""
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@job(timeout=5)
+async def record_start(ctx: JobContext, token: str) -> float:
+    """Return (and store under test:started:<token>) the wall-clock time the job started."""
+    started = time.time()
+    await ctx["redis"].set(f"test:started:{token}", started)
+    return started

@@ -1,0 +1,165 @@
+"""`/v1/jobs` through the real app and a real worker: enqueue, status, result, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from arq.connections import ArqRedis
+
+from core import keys
+from core.execution import arq_function
+from core.registry import registry
+
+WELCOME = {"function": "send_welcome_email", "kwargs": {"email": "ada@example.com", "name": "Ada"}}
+
+
+async def test_enqueue_returns_202_with_location_and_queued_status(client: httpx.AsyncClient, redis: ArqRedis) -> None:
+    response = await client.post("/v1/jobs", json=WELCOME)
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "queued"
+    assert body["function"] == "send_welcome_email"
+    assert response.headers["location"] == f"/v1/jobs/{body['job_id']}"
+    assert await redis.zscore("arq:queue", body["job_id"]) is not None
+
+
+async def test_full_flow_enqueue_worker_result(client: httpx.AsyncClient, run_burst_worker) -> None:
+    job_id = (await client.post("/v1/jobs", json=WELCOME)).json()["job_id"]
+    worker = await run_burst_worker()
+    assert worker.jobs_complete == 1
+    result = await client.get(f"/v1/jobs/{job_id}/result")
+    assert result.status_code == 200
+    outcome = result.json()
+    assert outcome["status"] == "complete" and outcome["finished"] is True
+    assert outcome["result"]["to"] == "ada@example.com"
+    assert outcome["result"]["subject"] == "Welcome, Ada!"
+    view = (await client.get(f"/v1/jobs/{job_id}")).json()
+    assert view["function"] == "send_welcome_email"
+    assert view["kwargs"] == {"email": "ada@example.com", "name": "Ada"}
+    assert view["tries"] == 1
+    assert view["started_at"] <= view["finished_at"]
+
+
+async def test_result_is_stored_as_json_not_pickle(
+    client: httpx.AsyncClient, redis: ArqRedis, run_burst_worker
+) -> None:
+    job_id = (await client.post("/v1/jobs", json=WELCOME)).json()["job_id"]
+    assert (await redis.get(keys.job(job_id))).startswith(b"{")
+    await run_burst_worker()
+    assert (await redis.get(keys.result(job_id))).startswith(b"{")
+
+
+async def test_unknown_function_is_422_naming_the_field(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/jobs", json={"function": "launch_rockets", "kwargs": {}})
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "function"]
+    assert "launch_rockets" in error["msg"]
+
+
+async def test_invalid_kwargs_are_422_naming_each_field(client: httpx.AsyncClient, redis: ArqRedis) -> None:
+    response = await client.post(
+        "/v1/jobs", json={"function": "send_welcome_email", "kwargs": {"email": "not-an-email", "extra": 1}}
+    )
+    assert response.status_code == 422
+    locs = {tuple(e["loc"]) for e in response.json()["detail"]}
+    assert locs == {("body", "kwargs", "email"), ("body", "kwargs", "name"), ("body", "kwargs", "extra")}
+    assert await redis.zcard("arq:queue") == 0
+
+
+async def test_nested_kwargs_are_validated(client: httpx.AsyncClient) -> None:
+    order = {"order_id": 7, "email": "bob@example.com", "items": [{"sku": "A", "quantity": 0, "unit_price": 1}]}
+    response = await client.post("/v1/jobs", json={"function": "process_order", "kwargs": order})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "kwargs", "items", 0, "quantity"]
+
+
+async def test_defer_by_and_defer_until_together_are_422(client: httpx.AsyncClient) -> None:
+    when = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    response = await client.post("/v1/jobs", json={**WELCOME, "defer_by": 5, "defer_until": when})
+    assert response.status_code == 422
+    assert "not both" in response.json()["detail"][0]["msg"]
+
+
+async def test_malformed_body_is_422_not_500(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    response = await client.post("/v1/jobs", json={**WELCOME, "defer_by": -1})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "defer_by"]
+
+
+async def test_existing_job_id_is_409(client: httpx.AsyncClient) -> None:
+    first = await client.post("/v1/jobs", json={**WELCOME, "job_id": "welcome-ada"})
+    assert first.status_code == 202 and first.json()["job_id"] == "welcome-ada"
+    second = await client.post("/v1/jobs", json={**WELCOME, "job_id": "welcome-ada"})
+    assert second.status_code == 409
+    assert "welcome-ada" in second.json()["detail"]
+
+
+async def test_job_id_of_a_finished_job_is_still_409(client: httpx.AsyncClient, run_burst_worker) -> None:
+    await client.post("/v1/jobs", json={**WELCOME, "job_id": "once"})
+    await run_burst_worker()
+    assert (await client.post("/v1/jobs", json={**WELCOME, "job_id": "once"})).status_code == 409
+
+
+async def test_unknown_job_is_404_everywhere(client: httpx.AsyncClient) -> None:
+    for method, path in [("GET", "/v1/jobs/nope"), ("GET", "/v1/jobs/nope/result"), ("DELETE", "/v1/jobs/nope")]:
+        response = await client.request(method, path)
+        assert response.status_code == 404, path
+        assert "nope" in response.json()["detail"]
+
+
+async def test_defer_until_reports_deferred_with_scheduled_time(client: httpx.AsyncClient) -> None:
+    when = datetime.now(UTC) + timedelta(hours=1)
+    body = (await client.post("/v1/jobs", json={**WELCOME, "defer_until": when.isoformat()})).json()
+    assert body["status"] == "deferred"
+    assert abs(datetime.fromisoformat(body["scheduled_at"]) - when) < timedelta(milliseconds=5)
+    view = (await client.get(f"/v1/jobs/{body['job_id']}")).json()
+    assert view["status"] == "deferred"
+
+
+async def test_result_of_unfinished_job_is_202_with_status(client: httpx.AsyncClient) -> None:
+    job_id = (await client.post("/v1/jobs", json=WELCOME)).json()["job_id"]
+    response = await client.get(f"/v1/jobs/{job_id}/result", params={"wait": 0.2})
+    assert response.status_code == 202
+    assert response.json() == {
+        "job_id": job_id,
+        "status": "queued",
+        "finished": False,
+        "result": None,
+        "error": None,
+        "finished_at": None,
+    }
+
+
+async def test_result_wait_returns_as_soon_as_the_job_finishes(client: httpx.AsyncClient, running_worker) -> None:
+    job_id = (await client.post("/v1/jobs", json={"function": "sleep_for", "kwargs": {"seconds": 0.3}})).json()[
+        "job_id"
+    ]
+    response = await client.get(f"/v1/jobs/{job_id}/result", params={"wait": 10})
+    assert response.status_code == 200
+    assert response.json()["result"] == 0.3
+
+
+async def test_failing_job_is_recorded_with_its_error(client: httpx.AsyncClient, run_burst_worker) -> None:
+    job_id = (await client.post("/v1/jobs", json={"function": "fail_always", "kwargs": {"message": "boom"}})).json()[
+        "job_id"
+    ]
+    worker = await run_burst_worker()
+    assert worker.jobs_failed == 1
+    outcome = (await client.get(f"/v1/jobs/{job_id}/result")).json()
+    assert outcome["status"] == "failed"
+    assert outcome["error"] == {"type": "ValueError", "message": "boom"}
+
+
+async def test_job_exceeding_its_timeout_fails_with_timeout_error(client: httpx.AsyncClient, run_burst_worker) -> None:
+    spec = registry.get("sleep_for")
+    quick = dataclasses.replace(spec, options=dataclasses.replace(spec.options, timeout_s=0.2))
+    job_id = (await client.post("/v1/jobs", json={"function": "sleep_for", "kwargs": {"seconds": 5}})).json()["job_id"]
+    await run_burst_worker(functions=[arq_function(quick, 0.2)])
+    outcome = (await client.get(f"/v1/jobs/{job_id}/result")).json()
+    assert outcome["status"] == "failed"
+    assert outcome["error"]["type"] == "TimeoutError"
