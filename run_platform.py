@@ -28,7 +28,7 @@ def ensure_redis(settings: Settings) -> tuple[str, RedisProcess | None]:
     if answers_ping(host, port) or url.scheme == "unix":
         log.info("run.redis_found", redis=redacted(settings.redis_url))
         return settings.redis_url, None
-    if "REDIS_URL" in os.environ:
+    if "redis_url" in settings.model_fields_set:
         raise SystemExit(f"REDIS_URL is set to {redacted(settings.redis_url)}, but nothing answers there")
     data_dir = Path(settings.data_dir) / "redis"
     redis = start_redis(port, data_dir, appendonly=True, log_file=data_dir / "redis.log")

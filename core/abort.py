@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
+from typing import Any
 
 from arq.connections import ArqRedis
 
@@ -42,7 +43,7 @@ async def abort_job(pool: ArqRedis, queue_name: str, job_id: str, keep_result_s:
         job = codec.loads(raw) if raw else {}
     except ValueError:
         job = {}
-    result = {
+    result: dict[str, Any] = {
         "t": job.get("t") or 0,
         "f": job.get("f"),
         "a": [],
@@ -63,7 +64,6 @@ async def abort_job(pool: ArqRedis, queue_name: str, job_id: str, keep_result_s:
         keys.retry(job_id),
         keys.ABORT_SET,
     ]
-    outcome = await pool.eval(  # type: ignore[misc]
-        _ABORT_SCRIPT, len(script_keys), *script_keys, job_id, codec.dumps(result), now_ms, int(keep_result_s * 1000)
-    )
+    args = [job_id, codec.dumps(result).decode(), str(now_ms), str(int(keep_result_s * 1000))]
+    outcome = await pool.eval(_ABORT_SCRIPT, len(script_keys), *script_keys, *args)  # type: ignore[misc]
     return AbortOutcome(outcome.decode() if isinstance(outcome, bytes) else outcome)

@@ -11,7 +11,9 @@ from core import keys
 
 
 async def record_start(redis: ArqRedis, name: str, job_id: str) -> None:
-    await redis.hset(keys.cron_runs(name), mapping={"last_started_at": time.time(), "last_job_id": job_id})
+    await redis.hset(  # type: ignore[misc]
+        keys.cron_runs(name), mapping={"last_started_at": time.time(), "last_job_id": job_id}
+    )
 
 
 async def record_end(redis: ArqRedis, name: str, status: str, duration_s: float, error: str | None) -> None:

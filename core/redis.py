@@ -23,7 +23,7 @@ def worker_redis_settings(settings: Settings) -> RedisSettings:
     redis_settings = RedisSettings.from_dsn(settings.redis_url)
     redis_settings.conn_timeout = max(1, int(settings.redis_timeout_seconds))
     redis_settings.conn_retries = 30
-    redis_settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]  # type: ignore[list-item]
+    redis_settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]
     redis_settings.retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=-1)
     return redis_settings
 
@@ -35,7 +35,7 @@ def open_api_pool(settings: Settings) -> ArqRedis:
     """
     redis_settings = RedisSettings.from_dsn(settings.redis_url)
     return ArqRedis(
-        host=redis_settings.host,  # type: ignore[arg-type]
+        host=redis_settings.host,
         port=redis_settings.port,
         unix_socket_path=redis_settings.unix_socket_path,
         db=redis_settings.database,

@@ -11,7 +11,7 @@ import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, TypeVar, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, create_model
 
@@ -103,6 +103,14 @@ class Registry:
         if existing is not None and existing.function is not function:
             raise ValueError(f"a job named {function.__name__!r} is already registered")
 
+    @overload
+    def job(self, function: F) -> F: ...
+
+    @overload
+    def job(
+        self, *, timeout: float | None = None, max_tries: int | None = None, keep_result: float | None = None
+    ) -> Callable[[F], F]: ...
+
     def job(
         self,
         function: F | None = None,
@@ -110,7 +118,7 @@ class Registry:
         timeout: float | None = None,
         max_tries: int | None = None,
         keep_result: float | None = None,
-    ) -> Any:
+    ) -> F | Callable[[F], F]:
         """Register a job function; usable as `@job` or `@job(timeout=30, max_tries=3)`."""
 
         def register(fn: F) -> F:

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC
 from contextlib import suppress
+from datetime import UTC
 from typing import Any
 
 import structlog

@@ -66,7 +66,7 @@ class ProgressView(BaseModel):
     updated_at: float | None = None
 
 
-class JobView(BaseModel):
+class JobView(BaseModel):  # type: ignore[no-redef]  # pydantic's mypy plugin trips on a field named kwargs
     job_id: str
     function: str | None
     kwargs: dict[str, Any]

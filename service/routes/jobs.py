@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
+from arq.connections import ArqRedis
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import ValidationError
 
@@ -17,11 +18,9 @@ from service.errors import KwargsInvalid
 from service.models import EnqueueRequest, JobAccepted, JobOutcome, JobView
 from settings import Settings
 
-from arq.connections import ArqRedis
-
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-NOT_FOUND = {404: {"description": "No job with this id"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No job with this id"}}
 POLL_START_S, POLL_MAX_S = 0.01, 0.2
 ABORT_WAIT_S = 2.0
 
