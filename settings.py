@@ -28,6 +28,22 @@ class Settings(BaseSettings):
     keep_result_seconds: float = Field(86_400, ge=0, description="Default time a job's result is kept.")
     max_tries: int = Field(5, ge=1, description="Default number of times a job is tried.")
     max_jobs: int = Field(10, ge=1, description="Jobs one worker process runs concurrently.")
+    poll_delay_seconds: float = Field(
+        0.1, gt=0, le=5, description="How often an idle worker looks for due jobs (and deferred jobs come due)."
+    )
+    retry_delay_seconds: float = Field(1.0, ge=0, description="Delay before the first retry; doubles each try.")
+    retry_max_delay_seconds: float = Field(300, ge=0, description="Upper bound of the retry delay.")
+    retry_jitter: float = Field(0.1, ge=0, le=1, description="Random spread of each retry delay, as a fraction.")
+    job_lease_seconds: float = Field(
+        10,
+        ge=2,
+        le=300,
+        description="A running job's claim lasts this long unless its worker renews it; a crashed worker's "
+        "jobs run again after at most this long.",
+    )
+    dead_letter_ttl_seconds: float = Field(
+        0, ge=0, description="How long dead letters are kept; 0 keeps them until deleted."
+    )
     shutdown_grace_seconds: int = Field(
         30, ge=0, description="On SIGTERM, how long running jobs may finish before they are cancelled and requeued."
     )

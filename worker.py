@@ -5,10 +5,18 @@ arq reads `WorkerSettings.__dict__`, so the class is built flat from the same op
 
 from __future__ import annotations
 
+import arq.worker
+
 from core.logging import configure_logging
+from core.platform_worker import PlatformWorker
 from core.registry import load_job_modules
 from core.worker_config import worker_kwargs
 from settings import load_settings
+
+# arq's CLI builds `arq.worker.Worker(**WorkerSettings)`, looking the class up when it runs: pointing
+# that name at our subclass is how `arq worker.WorkerSettings` runs the platform's worker (same
+# arguments, reliability added; see core/platform_worker.py).
+arq.worker.Worker = PlatformWorker  # type: ignore[misc]
 
 settings = load_settings()
 configure_logging(settings)

@@ -18,6 +18,7 @@ from arq.constants import (
 PREFIX = "platform:"
 ABORT_SET = abort_jobs_ss
 WORKERS = PREFIX + "workers"
+DEAD_LETTERS = PREFIX + "dead"
 
 
 def job(job_id: str) -> str:
@@ -50,3 +51,19 @@ def cron_runs(name: str) -> str:
 
 def health_check(queue_name: str) -> str:
     return queue_name + health_check_key_suffix
+
+
+def attempts(job_id: str) -> str:
+    return f"{PREFIX}attempts:{job_id}"
+
+
+def dead_letter(job_id: str) -> str:
+    return f"{PREFIX}dead:{job_id}"
+
+
+def once(key: str) -> str:
+    return f"{PREFIX}once:{key}"
+
+
+def once_lock(key: str) -> str:
+    return f"{PREFIX}once-lock:{key}"

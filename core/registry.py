@@ -15,6 +15,8 @@ from typing import Any, TypeVar, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, create_model
 
+from core.retry import RetryPolicy
+
 JobFunction = Callable[..., Awaitable[Any]]
 F = TypeVar("F", bound=JobFunction)
 
@@ -34,6 +36,7 @@ class JobOptions:
     timeout_s: float | None = None
     max_tries: int | None = None
     keep_result_s: float | None = None
+    retry: RetryPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,12 @@ class Registry:
 
     @overload
     def job(
-        self, *, timeout: float | None = None, max_tries: int | None = None, keep_result: float | None = None
+        self,
+        *,
+        timeout: float | None = None,
+        max_tries: int | None = None,
+        keep_result: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Callable[[F], F]: ...
 
     def job(
@@ -118,12 +126,13 @@ class Registry:
         timeout: float | None = None,
         max_tries: int | None = None,
         keep_result: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> F | Callable[[F], F]:
-        """Register a job function; usable as `@job` or `@job(timeout=30, max_tries=3)`."""
+        """Register a job function; usable as `@job` or `@job(timeout=30, max_tries=3, retry=RetryPolicy(...))`."""
 
         def register(fn: F) -> F:
             self._check_new(fn)
-            options = JobOptions(timeout_s=timeout, max_tries=max_tries, keep_result_s=keep_result)
+            options = JobOptions(timeout_s=timeout, max_tries=max_tries, keep_result_s=keep_result, retry=retry)
             self.jobs[fn.__name__] = JobSpec(fn.__name__, fn, arguments_model(fn), _describe(fn), options)
             return fn
 

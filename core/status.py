@@ -10,7 +10,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from core import codec, keys
+from core import attempts, codec, keys
 from core.progress import parse_progress
 
 
@@ -49,7 +49,7 @@ class JobRecord:
     progress: dict[str, Any] | None = None
     result: Any = None
     error: JobFailure | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _dt(ms: float | int | None) -> datetime | None:
@@ -101,10 +101,13 @@ async def read_job(pool: ArqRedis, queue_name: str, job_id: str) -> JobRecord | 
         pipe.zscore(queue_name, job_id)
         pipe.get(keys.retry(job_id))
         pipe.get(keys.progress(job_id))
-        result_raw, job_raw, in_progress, score, retries, progress_raw = await pipe.execute()
+        pipe.lrange(keys.attempts(job_id), 0, -1)
+        result_raw, job_raw, in_progress, score, retries, progress_raw, attempts_raw = await pipe.execute()
     progress = parse_progress(progress_raw)
     if result_raw is not None:
-        return _from_result(job_id, result_raw, progress)
+        record = _from_result(job_id, result_raw, progress)
+        record.attempts = attempts.parse(attempts_raw)
+        return record
     if job_raw is None and score is None and not in_progress:
         return None
     data = _decode(job_raw) if job_raw is not None else None
@@ -123,4 +126,5 @@ async def read_job(pool: ArqRedis, queue_name: str, job_id: str) -> JobRecord | 
         enqueued_at=_dt(data.get("et")) if data else None,
         scheduled_at=_dt(score),
         progress=progress,
+        attempts=attempts.parse(attempts_raw),
     )

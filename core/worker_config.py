@@ -1,5 +1,6 @@
-"""Everything `worker.py` hands arq, built from settings and the registry in one place, so the real
-`arq worker.WorkerSettings` process and the tests' in-process workers run exactly the same setup."""
+"""Everything `worker.py` hands arq's Worker (our `PlatformWorker`), built from settings and the
+registry in one place, so the real `arq worker.WorkerSettings` process and the tests' in-process
+workers run exactly the same setup."""
 
 from __future__ import annotations
 
@@ -26,8 +27,6 @@ def worker_kwargs(settings: Settings, registry: Registry) -> dict[str, Any]:
     async def on_startup(ctx: JobContext) -> None:
         info = workers.new_worker_info(settings.queue_name)
         ctx["stats"] = info.stats
-        ctx["settings"] = settings
-        ctx["queue_name"] = settings.queue_name
         heartbeat = asyncio.create_task(
             workers.beat_forever(ctx["redis"], info, settings.health_check_interval_seconds)
         )
@@ -58,8 +57,10 @@ def worker_kwargs(settings: Settings, registry: Registry) -> dict[str, Any]:
         structlog.contextvars.bind_contextvars(job_id=ctx["job_id"], try_=ctx["job_try"])
 
     return {
-        "functions": [arq_function(spec, settings.job_timeout_seconds) for spec in registry.jobs.values()],
-        "cron_jobs": [arq_cron_job(spec, settings.job_timeout_seconds) for spec in registry.crons.values()],
+        "functions": [arq_function(spec, settings) for spec in registry.jobs.values()],
+        "cron_jobs": [arq_cron_job(spec, settings) for spec in registry.crons.values()],
+        "ctx": {"settings": settings, "queue_name": settings.queue_name},
+        "poll_delay": settings.poll_delay_seconds,
         "redis_settings": worker_redis_settings(settings),
         "queue_name": settings.queue_name,
         "max_jobs": settings.max_jobs,

@@ -15,7 +15,7 @@ from core.logging import configure_logging
 from core.redis import open_api_pool, redacted
 from core.registry import Registry, load_job_modules
 from service.errors import install_error_handlers
-from service.routes import cron, functions, health, jobs, queues, workers
+from service.routes import cron, dead, functions, health, jobs, queues, workers
 from settings import Settings, load_settings
 
 log = structlog.get_logger("api")
@@ -54,6 +54,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (jobs, functions, cron, queues, workers, health):
+    for module in (jobs, dead, functions, cron, queues, workers, health):
         app.include_router(module.router)
     return app

@@ -66,6 +66,19 @@ class ProgressView(BaseModel):
     updated_at: float | None = None
 
 
+class AttemptView(BaseModel):
+    """One failed try of a job."""
+
+    try_: int = Field(alias="try", serialization_alias="try")
+    at: float | None = Field(description="Unix time the try failed; null when its worker died mid-try.")
+    error_type: str
+    message: str
+    duration_s: float | None = None
+    retry_in_s: float | None = Field(None, description="Delay before the next try; null when it gave up.")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
 class JobView(BaseModel):  # type: ignore[no-redef]  # pydantic's mypy plugin trips on a field named kwargs
     job_id: str
     function: str | None
@@ -79,6 +92,7 @@ class JobView(BaseModel):  # type: ignore[no-redef]  # pydantic's mypy plugin tr
     progress: ProgressView | None
     result: Any = None
     error: ErrorView | None = None
+    attempts: list[AttemptView] = Field(default_factory=list, description="Failed tries, oldest first.")
 
     @classmethod
     def of(cls, record: JobRecord) -> JobView:
@@ -95,6 +109,7 @@ class JobView(BaseModel):  # type: ignore[no-redef]  # pydantic's mypy plugin tr
             progress=ProgressView(**record.progress) if record.progress else None,
             result=record.result,
             error=ErrorView(type=record.error.type, message=record.error.message) if record.error else None,
+            attempts=[AttemptView.model_validate(entry) for entry in record.attempts],
         )
 
 
@@ -185,3 +200,50 @@ class Readiness(BaseModel):
     status: str
     redis: str
     workers: int
+
+
+class DeadLetterView(BaseModel):  # type: ignore[no-redef]  # see JobView
+    """A job that failed for good, with everything needed to requeue it."""
+
+    job_id: str
+    function: str | None
+    kwargs: dict[str, Any]
+    tries: int
+    reason: str
+    error: ErrorView
+    queue: str
+    failed_at: datetime
+    attempts: list[AttemptView]
+    requeueable: bool
+
+
+class DeadLetterPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[DeadLetterView]
+
+
+class RequeueRequest(BaseModel):
+    """Requeue dead jobs by id, or every dead job of one function."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_ids: list[str] | None = Field(None, min_length=1, max_length=10_000)
+    function: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> RequeueRequest:
+        if (self.job_ids is None) == (self.function is None):
+            raise ValueError("give exactly one of job_ids or function")
+        return self
+
+
+class RequeueOutcome(BaseModel):
+    requeued: list[str]
+    not_found: list[str]
+    not_requeued: dict[str, str] = Field(description="job_id -> why it was not requeued")
+
+
+class Deleted(BaseModel):
+    deleted: int

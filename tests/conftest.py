@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 from arq.connections import ArqRedis
-from arq.worker import Worker
 from asgi_lifespan import LifespanManager
 
 from core.embedded_redis import RedisProcess, free_port, start_redis
+from core.platform_worker import PlatformWorker
 from core.redis import open_api_pool
 from core.registry import load_job_modules
 from core.worker_config import worker_kwargs
@@ -73,19 +73,19 @@ async def client(settings: Settings, redis: ArqRedis) -> AsyncIterator[httpx.Asy
         yield http
 
 
-def build_worker(settings: Settings, **overrides: Any) -> Worker:
+def build_worker(settings: Settings, **overrides: Any) -> PlatformWorker:
     """An in-process arq worker with the production options (no cron unless asked)."""
     options = worker_kwargs(settings, load_job_modules(settings.job_modules))
     options.update(cron_jobs=[], handle_signals=False, poll_delay=0.01)
     options.update(overrides)
-    return Worker(**options)
+    return PlatformWorker(**options)
 
 
 @pytest.fixture
-def run_burst_worker(settings: Settings) -> Callable[..., Awaitable[Worker]]:
+def run_burst_worker(settings: Settings) -> Callable[..., Awaitable[PlatformWorker]]:
     """Run a worker until the queue is empty; returns it so tests can read its counters."""
 
-    async def run(**overrides: Any) -> Worker:
+    async def run(**overrides: Any) -> PlatformWorker:
         worker = build_worker(settings, burst=True, poll_delay=0, **overrides)
         try:
             await worker.async_run()
@@ -97,7 +97,7 @@ def run_burst_worker(settings: Settings) -> Callable[..., Awaitable[Worker]]:
 
 
 @pytest.fixture
-async def running_worker(settings: Settings, redis: ArqRedis) -> AsyncIterator[Worker]:
+async def running_worker(settings: Settings, redis: ArqRedis) -> AsyncIterator[PlatformWorker]:
     """A long-running in-process worker for the duration of one test."""
     worker = build_worker(settings)
     task = asyncio.create_task(worker.async_run())

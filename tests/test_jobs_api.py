@@ -155,11 +155,13 @@ async def test_failing_job_is_recorded_with_its_error(client: httpx.AsyncClient,
     assert outcome["error"] == {"type": "ValueError", "message": "boom"}
 
 
-async def test_job_exceeding_its_timeout_fails_with_timeout_error(client: httpx.AsyncClient, run_burst_worker) -> None:
+async def test_job_exceeding_its_timeout_fails_with_timeout_error(
+    client: httpx.AsyncClient, settings, run_burst_worker
+) -> None:
     spec = registry.get("sleep_for")
-    quick = dataclasses.replace(spec, options=dataclasses.replace(spec.options, timeout_s=0.2))
+    quick = dataclasses.replace(spec, options=dataclasses.replace(spec.options, timeout_s=0.2, max_tries=1))
     job_id = (await client.post("/v1/jobs", json={"function": "sleep_for", "kwargs": {"seconds": 5}})).json()["job_id"]
-    await run_burst_worker(functions=[arq_function(quick, 0.2)])
+    await run_burst_worker(functions=[arq_function(quick, settings)])
     outcome = (await client.get(f"/v1/jobs/{job_id}/result")).json()
     assert outcome["status"] == "failed"
     assert outcome["error"]["type"] == "TimeoutError"

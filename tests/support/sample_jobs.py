@@ -8,6 +8,7 @@ from typing import Any
 
 from core.context import JobContext
 from core.registry import job
+from core.retry import Fatal, RetryPolicy
 
 
 @job(timeout=5)
@@ -35,3 +36,17 @@ async def record_start(ctx: JobContext, token: str) -> float:
     started = time.time()
     await ctx["redis"].set(f"test:started:{token}", started)
     return started
+
+
+@job(timeout=5, max_tries=3, retry=RetryPolicy(delay_s=0.3, factor=2, jitter=0))
+async def fail_then_succeed(ctx: JobContext, failures: int) -> int:
+    """Fail the first `failures` tries, then return the try number it succeeded on."""
+    if ctx["job_try"] <= failures:
+        raise ConnectionError(f"try {ctx['job_try']} failed")
+    return ctx["job_try"]
+
+
+@job(timeout=5, max_tries=3, retry=RetryPolicy(delay_s=0.05, jitter=0))
+async def fail_fatally(ctx: JobContext, message: str) -> None:
+    """Raise Fatal: never retried."""
+    raise Fatal(message)
