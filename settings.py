@@ -6,7 +6,6 @@ the codec limits or the Redis they talk to.
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
@@ -120,6 +119,4 @@ def load_settings(**overrides: object) -> Settings:
         lines = [
             f"invalid setting {'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
         ]
-        message = "\n".join(lines)
-        print(message, file=sys.stderr)
-        raise SettingsError(message) from None
+        raise SettingsError("\n".join(lines)) from None

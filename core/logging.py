@@ -53,4 +53,5 @@ def configure_logging(settings: Settings) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "arq", "arq.worker", "arq.jobs"):
         stdlib_logger = logging.getLogger(name)
         stdlib_logger.handlers.clear()
+        stdlib_logger.setLevel(logging.NOTSET)
         stdlib_logger.propagate = True

@@ -14,7 +14,6 @@ import asyncio
 import time
 from contextlib import suppress
 from signal import Signals
-from typing import Any
 
 import structlog
 from arq.constants import abort_jobs_ss
@@ -24,6 +23,7 @@ from redis.exceptions import RedisError
 
 from core import attempts, codec, dead_letters, keys
 from core.dead_letters import DeadLetter
+from core.logging import configure_logging
 from settings import Settings
 
 log = structlog.get_logger("worker")
@@ -31,20 +31,29 @@ OUTAGE_BACKOFF_MAX_S = 2.0
 
 
 class PlatformWorker(Worker):
-    """Takes the same arguments as arq's Worker; the platform's settings arrive in `ctx["settings"]`."""
+    """Takes exactly arq's Worker arguments; the platform's settings arrive in `ctx["settings"]`."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    # No __init__ of our own: arq's CLI passes a setting to the Worker only when the name is in the
+    # class's signature, so the subclass keeps arq's signature and sets itself up when it starts.
+    settings: Settings
+    lease_s: float
+    give_up: dict[str, DeadLetter]
+    interrupted: set[str]
+    _outage_backoff_s: float = 0.0
+
+    def _set_up(self) -> None:
         self.ctx = dict(self.ctx)  # WorkerSettings.ctx is one dict; each worker needs its own
-        self.settings: Settings = self.ctx["settings"]
+        self.settings = self.ctx["settings"]
         self.lease_s = self.settings.job_lease_seconds
         # arq claims a job with an in-progress key lasting the slowest timeout + 10 s; ours is a renewed lease.
         self.in_progress_timeout_s = self.lease_s
-        self.give_up: dict[str, DeadLetter] = self.ctx.setdefault("give_up", {})
-        self.interrupted: set[str] = set()
-        self._outage_backoff_s = 0.0
+        self.give_up = self.ctx.setdefault("give_up", {})
+        self.interrupted = set()
+        # arq's CLI installs its own log handler after importing the settings: put ours back.
+        configure_logging(self.settings)
 
     async def main(self) -> None:
+        self._set_up()
         renewer = asyncio.create_task(self._renew_leases_forever())
         try:
             await super().main()

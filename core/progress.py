@@ -22,5 +22,8 @@ async def report_progress(ctx: JobContext, done: float, total: float | None = No
 def parse_progress(raw: bytes | None) -> dict[str, Any] | None:
     if raw is None:
         return None
-    value = codec.loads(raw)
+    try:
+        value = codec.loads(raw)
+    except ValueError:  # not ours (never unpickled): show no progress rather than fail the read
+        return None
     return value if isinstance(value, dict) else None

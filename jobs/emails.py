@@ -8,6 +8,7 @@ import uuid
 from pydantic import BaseModel, EmailStr
 
 from core.context import JobContext
+from core.idempotency import once
 from core.registry import job
 
 SEND_LATENCY_S = 0.05
@@ -32,5 +33,5 @@ async def send_welcome_email(ctx: JobContext, email: EmailStr, name: str) -> Ema
 
 @job(timeout=30, max_tries=5)
 async def send_order_receipt(ctx: JobContext, order_id: int, email: EmailStr, total: float) -> EmailSent:
-    """Send the receipt of a placed order."""
-    return await _deliver(email, f"Your order #{order_id}: {total:.2f}")
+    """Send the receipt of a placed order, once per order even if the job runs again."""
+    return await once(ctx, f"receipt:{order_id}", lambda: _deliver(email, f"Your order #{order_id}: {total:.2f}"))

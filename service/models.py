@@ -165,6 +165,8 @@ class CronView(BaseModel):
     schedule: dict[str, Any]
     next_run: datetime | None
     last_run: CronRunView | None
+    missed_runs: int = Field(0, description="Ticks due since the last run that never ran (e.g. no worker was up).")
+    last_missed_at: datetime | None = None
 
 
 class QueueView(BaseModel):

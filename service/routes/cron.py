@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arq.cron import next_cron
@@ -13,6 +13,10 @@ from service.deps import PoolDep, RegistryDep
 from service.models import CronRunView, CronView
 
 router = APIRouter(prefix="/v1/cron", tags=["cron"])
+
+# A tick counts as missed once it is this far in the past with no run recorded for it.
+MISSED_AFTER = timedelta(seconds=5)
+MAX_MISSED_COUNTED = 10_000
 
 
 def _when(value: str | None) -> datetime | None:
@@ -33,6 +37,24 @@ def _last_run(row: dict[str, str]) -> CronRunView | None:
     )
 
 
+def _last_tick(row: dict[str, str]) -> datetime | None:
+    """The tick the last run was for: arq names a cron job `<name>:<tick in unix ms>`."""
+    job_id = row.get("last_job_id") or ""
+    _, _, tick_ms = job_id.rpartition(":")
+    return datetime.fromtimestamp(int(tick_ms) / 1000, UTC) if tick_ms.isdigit() else None
+
+
+def _missed(schedule: dict[str, Any], last_tick: datetime | None, now: datetime) -> tuple[int, datetime | None]:
+    """Ticks that came due after the last recorded run and never ran (no worker was up, for example)."""
+    if last_tick is None:
+        return 0, None
+    missed, latest, tick = 0, None, next_cron(last_tick, **schedule)
+    while tick <= now - MISSED_AFTER and missed < MAX_MISSED_COUNTED:
+        missed, latest = missed + 1, tick
+        tick = next_cron(tick, **schedule)
+    return missed, latest
+
+
 def _schedule(schedule: dict[str, Any]) -> dict[str, Any]:
     return {k: sorted(v) if isinstance(v, set) else v for k, v in schedule.items() if v is not None}
 
@@ -43,13 +65,18 @@ async def list_cron(pool: PoolDep, registry: RegistryDep) -> list[CronView]:
     specs = sorted(registry.crons.values(), key=lambda s: s.name)
     runs = await read_runs(pool, [spec.name for spec in specs])
     now = datetime.now(UTC)
-    return [
-        CronView(
-            name=spec.name,
-            description=spec.description,
-            schedule=_schedule(spec.schedule),
-            next_run=next_cron(now, **spec.schedule),  # type: ignore[arg-type]
-            last_run=_last_run(runs[spec.name]),
+    views = []
+    for spec in specs:
+        missed, last_missed = _missed(spec.schedule, _last_tick(runs[spec.name]), now)
+        views.append(
+            CronView(
+                name=spec.name,
+                description=spec.description,
+                schedule=_schedule(spec.schedule),
+                next_run=next_cron(now, **spec.schedule),  # type: ignore[arg-type]
+                last_run=_last_run(runs[spec.name]),
+                missed_runs=missed,
+                last_missed_at=last_missed,
+            )
         )
-        for spec in specs
-    ]
+    return views

@@ -1,0 +1,78 @@
+"""`DELETE /v1/jobs/{id}`: a queued or deferred job is aborted on the spot and never runs; a running job
+is cancelled by its worker; a finished job cannot be aborted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from arq.connections import ArqRedis
+
+from tests.support.waiting import wait_for
+
+
+async def enqueue(client: httpx.AsyncClient, function: str, **body: Any) -> str:
+    response = await client.post("/v1/jobs", json={"function": function, **body})
+    assert response.status_code == 202, response.text
+    return str(response.json()["job_id"])
+
+
+async def test_aborted_queued_job_never_runs(client: httpx.AsyncClient, redis: ArqRedis, run_burst_worker) -> None:
+    job_id = await enqueue(client, "record_start", kwargs={"token": "queued"})
+
+    response = await client.delete(f"/v1/jobs/{job_id}")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "aborted"
+    assert body["error"]["type"] == "CancelledError"
+
+    worker = await run_burst_worker()
+    assert worker.jobs_complete == 0
+    assert worker.jobs_failed == 0
+    assert await redis.get("test:started:queued") is None
+    assert (await client.get(f"/v1/jobs/{job_id}")).json()["status"] == "aborted"
+
+
+async def test_aborted_deferred_job_leaves_the_queue(client: httpx.AsyncClient, redis: ArqRedis) -> None:
+    job_id = await enqueue(client, "record_start", kwargs={"token": "deferred"}, defer_by=60)
+    assert (await client.get(f"/v1/jobs/{job_id}")).json()["status"] == "deferred"
+
+    response = await client.delete(f"/v1/jobs/{job_id}")
+    assert response.status_code == 200
+    assert response.json()["status"] == "aborted"
+    assert await redis.zscore("arq:queue", job_id) is None
+    assert (await client.get(f"/v1/jobs/{job_id}")).json()["status"] == "aborted"
+
+
+async def test_aborted_running_job_is_cancelled_by_its_worker(client: httpx.AsyncClient, running_worker) -> None:
+    job_id = await enqueue(client, "sleep_for", kwargs={"seconds": 30})
+
+    async def view() -> dict[str, Any]:
+        return (await client.get(f"/v1/jobs/{job_id}")).json()
+
+    await wait_for(view, lambda v: v["status"] == "in_progress", timeout=5)
+    response = await client.delete(f"/v1/jobs/{job_id}")
+    assert response.status_code in (200, 202)
+
+    aborted = await wait_for(view, lambda v: v["status"] == "aborted", timeout=5)
+    assert aborted["error"]["type"] == "CancelledError"
+    assert aborted["result"] is None
+    assert running_worker.jobs_complete == 0
+
+
+async def test_aborting_a_finished_job_is_409(client: httpx.AsyncClient, run_burst_worker) -> None:
+    job_id = await enqueue(client, "echo", kwargs={"value": 1})
+    await run_burst_worker()
+
+    response = await client.delete(f"/v1/jobs/{job_id}")
+    assert response.status_code == 409
+    assert job_id in response.json()["detail"]
+    view = (await client.get(f"/v1/jobs/{job_id}")).json()
+    assert view["status"] == "complete"
+    assert view["result"] == 1
+
+
+async def test_aborting_an_unknown_job_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/v1/jobs/no-such-job")
+    assert response.status_code == 404
+    assert "no-such-job" in response.json()["detail"]
