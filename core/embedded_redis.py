@@ -71,8 +71,19 @@ class RedisProcess:
         self.process.wait()
 
 
-def start_redis(port: int, data_dir: Path, *, appendonly: bool = True, log_file: Path | None = None) -> RedisProcess:
-    """Start redis-server on 127.0.0.1:port and wait until it answers PING."""
+def start_redis(
+    port: int,
+    data_dir: Path,
+    *,
+    appendonly: bool = True,
+    appendfsync: str = "always",
+    log_file: Path | None = None,
+) -> RedisProcess:
+    """Start redis-server on 127.0.0.1:port and wait until it answers PING.
+
+    With `appendfsync always` a write is on disk before Redis acknowledges it, so a job the API accepted
+    survives even a SIGKILL of Redis; `everysec` can lose the last second of writes.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [
         redis_server_binary(),
@@ -80,7 +91,7 @@ def start_redis(port: int, data_dir: Path, *, appendonly: bool = True, log_file:
         "--bind", "127.0.0.1",
         "--dir", str(data_dir.resolve()),
         "--appendonly", "yes" if appendonly else "no",
-        "--appendfsync", "everysec",
+        "--appendfsync", appendfsync,
         "--save", "",
         "--maxmemory-policy", "noeviction",
         "--protected-mode", "yes",
