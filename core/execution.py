@@ -28,6 +28,8 @@ log = structlog.get_logger("jobs")
 
 # arq's own timeout is a backstop a little past ours, so ours fires first and is handled as a failure.
 ARQ_TIMEOUT_MARGIN_S = 1.0
+# A cron tick's kept result is what stops a worker that stalled across the tick from running it again.
+CRON_MIN_KEEP_RESULT_S = 3600
 
 
 class InvalidArguments(Fatal, ValueError):
@@ -209,7 +211,7 @@ def arq_cron_job(spec: CronSpec, settings: Settings) -> CronJob:
         run_at_startup=spec.run_at_startup,
         unique=True,
         timeout=timeout_s + ARQ_TIMEOUT_MARGIN_S,
-        keep_result=spec.options.keep_result_s,
+        keep_result=max(CRON_MIN_KEEP_RESULT_S, spec.options.keep_result_s or settings.keep_result_seconds),
         max_tries=1,
         **spec.schedule,  # type: ignore[arg-type]
     )

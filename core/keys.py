@@ -49,6 +49,11 @@ def cron_runs(name: str) -> str:
     return f"{PREFIX}cron:{name}"
 
 
+def wake(queue_name: str) -> str:
+    """Tokens the enqueue side pushes so a sleeping worker starts a new job at once."""
+    return f"{PREFIX}wake:{queue_name}"
+
+
 def health_check(queue_name: str) -> str:
     return queue_name + health_check_key_suffix
 

@@ -29,6 +29,7 @@ def configure_logging(settings: Settings) -> None:
     ]
     structlog.configure(
         processors=[
+            structlog.stdlib.filter_by_level,  # drop a filtered event before any work is done on it
             *shared,
             structlog.processors.StackInfoRenderer(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
