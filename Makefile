@@ -32,5 +32,9 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+bench: $(STAMP)  ## raw arq vs the platform on its own Redis; writes docs/benchmarks.md (about 5 minutes)
+	$(BIN)/pip install --quiet -e '.[dev,embedded,bench]'
+	BENCH_COMMAND='make bench' $(BIN)/python -m bench.run
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

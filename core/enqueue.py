@@ -15,6 +15,7 @@ from uuid import uuid4
 
 from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms
+from redis.commands.core import AsyncScript
 
 from core import codec, keys
 from core.context import JobContext
@@ -62,6 +63,15 @@ class JobRequest:
     defer_until: datetime | None = None
 
 
+def _script(pool: ArqRedis) -> AsyncScript:
+    """The enqueue script bound to this pool, made once: calls go by EVALSHA, not the whole source."""
+    script: AsyncScript | None = getattr(pool, "_platform_enqueue_script", None)
+    if script is None:
+        script = pool.register_script(_ENQUEUE_SCRIPT)
+        pool._platform_enqueue_script = script  # type: ignore[attr-defined]
+    return script
+
+
 def _prepare(request: JobRequest, queue_name: str, now: datetime) -> tuple[list[str], list[Any], Enqueued]:
     """Validate and encode one job: the script's keys and arguments, and what the caller is told."""
     wire_kwargs = request.spec.json_kwargs(request.kwargs)
@@ -92,7 +102,7 @@ async def enqueue(
     """Validate `kwargs` against the job's signature and enqueue it; raises ValidationError or DuplicateJob."""
     request = JobRequest(spec, kwargs, job_id, defer_by, defer_until)
     script_keys, args, accepted = _prepare(request, queue_name or pool.default_queue_name, datetime.now(UTC))
-    if not await pool.eval(_ENQUEUE_SCRIPT, len(script_keys), *script_keys, *args):  # type: ignore[misc]
+    if not await _script(pool)(keys=script_keys, args=args):
         raise DuplicateJob(accepted.job_id)
     return accepted
 
@@ -103,7 +113,7 @@ async def enqueue_many(
     """Enqueue many jobs in one pipelined round trip; validates all of them before writing any."""
     now = datetime.now(UTC)
     prepared = [_prepare(request, queue_name or pool.default_queue_name, now) for request in requests]
-    script = pool.register_script(_ENQUEUE_SCRIPT)
+    script = _script(pool)
     async with pool.pipeline(transaction=False) as pipe:
         for script_keys, args, _ in prepared:
             await script(keys=script_keys, args=args, client=pipe)

@@ -1,4 +1,5 @@
-"""The only glue between routes and the lifespan's state."""
+"""The only glue between routes and the lifespan's state. `async def` on purpose: FastAPI runs a plain
+`def` dependency in a worker thread, a hand-off per request that halved the API's throughput."""
 
 from __future__ import annotations
 
@@ -11,15 +12,15 @@ from core.registry import Registry
 from settings import Settings
 
 
-def get_pool(request: Request) -> ArqRedis:
+async def get_pool(request: Request) -> ArqRedis:
     return cast(ArqRedis, request.state.pool)
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
     return cast(Registry, request.state.registry)
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return cast(Settings, request.state.settings)
 
 

@@ -1,0 +1,123 @@
+"""The systems under test: how each one's worker is started, how its producer enqueues, how it says ready."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
+
+from bench.keys import READY_KEY
+from core import keys
+from core.enqueue import enqueue
+from core.redis import open_api_pool
+from core.registry import JobSpec, load_job_modules
+from settings import Settings, load_settings
+
+JOB_MODULES = "jobs,bench.noop_jobs"
+QUEUE = "arq:queue"  # arq's default queue name and the platform's default QUEUE_NAME
+
+
+class Producer(Protocol):
+    """Enqueues one no-op job the way the system's users do; returns its id."""
+
+    async def enqueue(self, queue_name: str | None = None) -> str: ...
+
+
+@dataclass
+class ArqProducer:
+    """Raw arq: `ArqRedis.enqueue_job` on a pool from `arq.create_pool` (pickle)."""
+
+    pool: ArqRedis
+
+    async def enqueue(self, queue_name: str | None = None) -> str:
+        job = await self.pool.enqueue_job("noop", _queue_name=queue_name)
+        if job is None:
+            raise RuntimeError("arq refused a fresh job id")
+        return job.job_id
+
+
+@dataclass
+class PlatformProducer:
+    """The platform: `core.enqueue.enqueue` with the registry spec (validates) on the API's own pool."""
+
+    pool: ArqRedis
+    spec: JobSpec
+
+    async def enqueue(self, queue_name: str | None = None) -> str:
+        return (await enqueue(self.pool, self.spec, {}, queue_name=queue_name)).job_id
+
+
+@dataclass(frozen=True)
+class System:
+    """One column of the table."""
+
+    key: str
+    label: str
+    worker_argv: list[str]
+    worker_env: dict[str, str] = field(default_factory=dict)
+    platform: bool = False
+    http_app: str | None = None  # the uvicorn app measured for this system, if any
+    scaling: bool = True  # run the 2- and 4-worker drains
+    fallback_argv: list[str] | None = None  # used (and noted) when `worker_argv` exits at start-up
+    drain_jobs_cap: int | None = None  # a smaller backlog for a system whose drain rate is capped by polling
+
+    @asynccontextmanager
+    async def producer(self, redis_url: str) -> AsyncIterator[Producer]:
+        if self.platform:
+            settings = load_settings(redis_url=redis_url, job_modules=JOB_MODULES.split(","))
+            registry = load_job_modules(settings.job_modules)
+            pool = open_api_pool(settings)
+            try:
+                yield PlatformProducer(pool, registry.get("noop"))
+            finally:
+                await pool.aclose()
+        else:
+            arq_pool = await create_pool(RedisSettings.from_dsn(redis_url))
+            try:
+                yield ArqProducer(arq_pool)
+            finally:
+                await arq_pool.aclose()
+
+    def queue_companions(self, queue_name: str) -> list[str]:
+        """Keys the producer writes next to a queue (the platform's wake tokens, where it has them)."""
+        if self.platform and hasattr(keys, "wake"):
+            return [keys.wake(queue_name)]
+        return []
+
+    async def ready_workers(self, redis: ArqRedis) -> int:
+        """How many worker processes have finished start-up (the platform's heartbeat, or our SADD)."""
+        if self.platform:
+            return int(await redis.zcard(keys.WORKERS))
+        return int(await redis.scard(READY_KEY))  # type: ignore[misc]
+
+
+ARQ_DEFAULT = System(
+    "arq-default",
+    "arq defaults",
+    ["-m", "arq", "bench.arq_workers.DefaultSettings"],
+    scaling=False,
+    drain_jobs_cap=1500,
+)
+ARQ_TUNED = System(
+    "arq-tuned",
+    "arq tuned",
+    ["-m", "arq", "bench.arq_workers.TunedSettings", "--custom-log-dict", "bench.arq_workers.WARNING_LOGS"],
+    http_app="bench.raw_app:app",
+)
+PLATFORM_ENV = {"MAX_JOBS": "100", "LOG_LEVEL": "WARNING", "JOB_MODULES": JOB_MODULES}
+if "poll_delay_seconds" in Settings.model_fields:  # newer platforms have the knob: poll like arq tuned
+    PLATFORM_ENV["POLL_DELAY_SECONDS"] = "0.01"
+PLATFORM = System(
+    "platform",
+    "platform",
+    ["-m", "arq", "worker.WorkerSettings"],
+    PLATFORM_ENV,
+    platform=True,
+    http_app="service.main:app",
+    fallback_argv=["-m", "bench.platform_worker"],
+)
+SYSTEMS = [ARQ_DEFAULT, ARQ_TUNED, PLATFORM]
