@@ -251,23 +251,44 @@ class PlatformWorker(Worker):
     def _mark_interrupted(self) -> None:
         self.interrupted.update(job_id for job_id, task in self.tasks.items() if not task.done())
 
-    def handle_sig(self, signum: Signals) -> None:
-        self._mark_interrupted()
-        super().handle_sig(signum)
-
-    async def _wait_for_tasks_to_complete(self, signum: Signals) -> None:
-        with suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._sleep_until_tasks_complete(), self._job_completion_wait)
+    def _interrupt_jobs(self) -> None:
+        """Cancel the running jobs' own coroutines, not arq's tasks around them: each of those then
+        records its job as requeued and ends normally, even if it was in the middle of finishing."""
         self._mark_interrupted()
         if self.interrupted:
-            log.info("worker.grace_period_over", requeueing=len(self.interrupted))
-        for task in self.tasks.values():
+            log.info("worker.interrupting", jobs=len(self.interrupted))
+        for task in self.job_tasks.values():
             if not task.done():
                 task.cancel()
+
+    def handle_sig(self, signum: Signals) -> None:
+        self._interrupt_jobs()
         if self.main_task:
             self.main_task.cancel()
         if self.on_stop:
             self.on_stop(signum)
+
+    async def _wait_for_tasks_to_complete(self, signum: Signals) -> None:
+        with suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._sleep_until_tasks_complete(), self._job_completion_wait)
+        self._interrupt_jobs()
+        if self.main_task:
+            self.main_task.cancel()
+        if self.on_stop:
+            self.on_stop(signum)
+
+    async def close(self) -> None:
+        """arq's close, waiting for every run task to record its outcome without failing on one."""
+        if not self._handle_signals:
+            self.handle_sig(Signals.SIGUSR1)
+        if not self._pool:
+            return
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        await self.pool.delete(self.health_check_key)
+        if self.on_shutdown:
+            await self.on_shutdown(self.ctx)
+        await self.pool.aclose(close_connection_pool=True)
+        self._pool = None
 
     async def finish_job(
         self,
