@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     job_timeout_seconds: float = Field(300, gt=0, description="Default per-try timeout of a job.")
     keep_result_seconds: float = Field(86_400, ge=0, description="Default time a job's result is kept.")
     max_tries: int = Field(5, ge=1, description="Default number of times a job is tried.")
-    max_jobs: int = Field(10, ge=1, description="Jobs one worker process runs concurrently.")
+    max_jobs: int = Field(50, ge=1, description="Jobs one worker process runs concurrently (and claims in one batch).")
     poll_delay_seconds: float = Field(
         0.1, gt=0, le=5, description="How often an idle worker looks for due jobs (and deferred jobs come due)."
     )
@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     )
     health_check_interval_seconds: float = Field(
         10, gt=0, le=30, description="How often a worker refreshes its health and heartbeat keys."
+    )
+    redis_max_connections: int = Field(
+        64, ge=2, description="Connections one API process may hold; beyond it a request waits (then 503)."
     )
     redis_timeout_seconds: float = Field(
         2.0, gt=0, description="Connect and command timeout of the API's Redis calls (then 503)."

@@ -110,8 +110,12 @@ def counting_round_trips() -> Iterator[list[int]]:
         AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
 
 
+BATCH_SIZE = 500
+
+
 async def enqueue_rate(bench: Bench, system: System) -> dict[str, float]:
-    """(1) Enqueue one at a time through the pool; also Redis round trips and commands per enqueue."""
+    """(1) Enqueue one at a time through the pool; also Redis round trips and commands per enqueue, and
+    batches of BATCH_SIZE (the platform's enqueue_many; for arq, concurrent enqueue_job calls)."""
     sizes, redis = bench.sizes, bench.redis
     await redis.flushall()
     async with system.producer(bench.redis_url) as producer:
@@ -129,8 +133,15 @@ async def enqueue_rate(bench: Bench, system: System) -> dict[str, float]:
             done += 1
         elapsed = time.perf_counter() - started
         calls = await command_calls(redis)
+        await redis.flushall()
+        batch_started = time.perf_counter()
+        batched = 0
+        while batched < sizes.enqueue_jobs and time.perf_counter() < deadline:
+            batched += await producer.enqueue_batch(BATCH_SIZE)
+        batch_elapsed = time.perf_counter() - batch_started
     await redis.flushall()
     return {
+        "enqueue_batch_per_s": batched / batch_elapsed,
         "enqueue_per_s": done / elapsed,
         "enqueue_round_trips": trips[0] / ROUND_TRIP_SAMPLE,
         "enqueue_commands": sum(calls.values()) / done,

@@ -31,6 +31,7 @@ class Row:
 
 ROWS = [
     Row("Enqueue one at a time via the pool (jobs/s)", "enqueue_per_s"),
+    Row("Enqueue in batches of 500 via the pool (jobs/s)", "enqueue_batch_per_s"),
     Row("  Redis round trips per enqueue (client side)", "enqueue_round_trips", "{:.1f}", True),
     Row("  Redis commands per enqueue", "enqueue_commands", "{:.1f}", True),
     Row("POST /v1/jobs, raw asyncio client (req/s)", "http_rps"),

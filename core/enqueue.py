@@ -15,6 +15,7 @@ from uuid import uuid4
 
 from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms
+from pydantic import ValidationError
 from redis.commands.core import AsyncScript
 
 from core import codec, keys
@@ -31,6 +32,15 @@ return 1
 """
 # Wake tokens kept at most: enough to wake every worker, bounded so an idle queue never grows.
 MAX_WAKE_TOKENS = 256
+
+
+class InvalidBatchItem(ValueError):
+    """One job of a batch failed validation; nothing of the batch was written."""
+
+    def __init__(self, index: int, error: ValidationError) -> None:
+        super().__init__(f"job {index}: {error}")
+        self.index = index
+        self.error = error
 
 
 class DuplicateJob(Exception):
@@ -110,9 +120,15 @@ async def enqueue(
 async def enqueue_many(
     pool: ArqRedis, requests: Sequence[JobRequest], *, queue_name: str | None = None
 ) -> list[Enqueued | DuplicateJob]:
-    """Enqueue many jobs in one pipelined round trip; validates all of them before writing any."""
+    """Enqueue many jobs in one pipelined round trip; validates all of them before writing any
+    (raises InvalidBatchItem), and reports an existing id as a DuplicateJob in its place."""
     now = datetime.now(UTC)
-    prepared = [_prepare(request, queue_name or pool.default_queue_name, now) for request in requests]
+    prepared = []
+    for index, request in enumerate(requests):
+        try:
+            prepared.append(_prepare(request, queue_name or pool.default_queue_name, now))
+        except ValidationError as exc:
+            raise InvalidBatchItem(index, exc) from None
     script = _script(pool)
     async with pool.pipeline(transaction=False) as pipe:
         for script_keys, args, _ in prepared:

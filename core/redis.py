@@ -9,6 +9,7 @@ from __future__ import annotations
 from urllib.parse import urlparse, urlunparse
 
 from arq.connections import ArqRedis, RedisSettings
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -29,24 +30,23 @@ def worker_redis_settings(settings: Settings) -> RedisSettings:
 
 
 def open_api_pool(settings: Settings) -> ArqRedis:
-    """The API's pool: short timeouts so a lost Redis becomes a prompt 503, one quick reconnect try.
+    """The API's pool: short timeouts so a lost Redis becomes a prompt 503, one quick reconnect try,
+    and at most REDIS_MAX_CONNECTIONS connections (a request waits for a free one, up to the timeout).
 
     Built without a ping, so the API starts (and answers 503) even while Redis is down.
     """
-    redis_settings = RedisSettings.from_dsn(settings.redis_url)
-    return ArqRedis(
-        host=redis_settings.host,
-        port=redis_settings.port,
-        unix_socket_path=redis_settings.unix_socket_path,
-        db=redis_settings.database,
-        username=redis_settings.username,
-        password=redis_settings.password,
-        ssl=redis_settings.ssl,
+    connections = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_timeout_seconds,
         socket_timeout=settings.redis_timeout_seconds,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
         retry_on_error=[RedisConnectionError],
         health_check_interval=15,
+    )
+    return ArqRedis(
+        connections,
         job_serializer=codec.dumps,
         job_deserializer=codec.loads,
         default_queue_name=settings.queue_name,

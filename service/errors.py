@@ -19,11 +19,21 @@ RETRY_AFTER_S = 2
 
 
 class KwargsInvalid(Exception):
-    """A job's kwargs failed its signature's validation."""
+    """A job's kwargs failed its signature's validation; `loc` says where the kwargs were in the body."""
 
-    def __init__(self, error: ValidationError) -> None:
+    def __init__(self, error: ValidationError, loc: tuple[str | int, ...] = ("body", "kwargs")) -> None:
         super().__init__(str(error))
         self.error = error
+        self.loc = loc
+
+
+class UnknownFunctionAt(Exception):
+    """A batch names an unregistered function at `loc`."""
+
+    def __init__(self, error: UnknownFunction, loc: tuple[str | int, ...]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.loc = loc
 
 
 def _detail(loc: list[Any], msg: str, type_: str) -> list[dict[str, Any]]:
@@ -35,10 +45,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unknown_function(request: Request, exc: UnknownFunction) -> JSONResponse:
         return JSONResponse({"detail": _detail(["body", "function"], str(exc), "unknown_function")}, 422)
 
+    @app.exception_handler(UnknownFunctionAt)
+    async def unknown_function_at(request: Request, exc: UnknownFunctionAt) -> JSONResponse:
+        return JSONResponse({"detail": _detail([*exc.loc, "function"], str(exc), "unknown_function")}, 422)
+
     @app.exception_handler(KwargsInvalid)
     async def kwargs_invalid(request: Request, exc: KwargsInvalid) -> JSONResponse:
         detail = [
-            {"loc": ["body", "kwargs", *err["loc"]], "msg": err["msg"], "type": err["type"]}
+            {"loc": [*exc.loc, *err["loc"]], "msg": err["msg"], "type": err["type"]}
             for err in exc.error.errors(include_url=False, include_input=False)
         ]
         return JSONResponse({"detail": detail}, 422)

@@ -45,12 +45,25 @@ class EnqueueRequest(BaseModel):
         return self
 
 
+class BatchEnqueueRequest(BaseModel):
+    """Up to 1,000 jobs, validated together and written in one round trip."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[EnqueueRequest] = Field(min_length=1, max_length=1000)
+
+
 class JobAccepted(BaseModel):
     job_id: str
     function: str
     status: JobState
     enqueued_at: datetime
     scheduled_at: datetime
+
+
+class BatchAccepted(BaseModel):
+    accepted: list[JobAccepted]
+    duplicates: list[str] = Field(description="Ids that already existed; those jobs were not enqueued again.")
 
 
 class ErrorView(BaseModel):

@@ -3,6 +3,7 @@ recovers by itself once Redis is back, without a restart."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from core.embedded_redis import free_port, start_redis
@@ -40,3 +41,13 @@ async def test_api_answers_503_while_redis_is_down_and_recovers_when_it_returns(
             assert ready.json() == {"status": "unavailable", "redis": "ok", "workers": 0}
         finally:
             redis.stop()
+
+
+async def test_api_pool_is_bounded_and_waits_for_a_free_connection(settings, redis) -> None:
+    """More concurrent requests than REDIS_MAX_CONNECTIONS wait for a connection instead of failing."""
+    small = settings.model_copy(update={"redis_max_connections": 2})
+    async with api_client(small) as client:
+        job = {"function": "echo", "kwargs": {"value": 1}}
+        responses = await asyncio.gather(*(client.post("/v1/jobs", json=job) for _ in range(40)))
+        assert [r.status_code for r in responses] == [202] * 40
+    assert await redis.zcard("arq:queue") == 40

@@ -26,7 +26,8 @@ def test_defaults_are_as_documented() -> None:
     assert settings.job_timeout_seconds == 300
     assert settings.keep_result_seconds == 86_400
     assert settings.max_tries == 5
-    assert settings.max_jobs == 10
+    assert settings.max_jobs == 50
+    assert settings.redis_max_connections == 64
     assert settings.shutdown_grace_seconds == 30
     assert settings.health_check_interval_seconds == 10
     assert settings.redis_timeout_seconds == 2.0

@@ -11,11 +11,12 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import ValidationError
 
 from core.abort import AbortOutcome, abort_job
-from core.enqueue import enqueue
+from core.enqueue import DuplicateJob, Enqueued, InvalidBatchItem, JobRequest, enqueue, enqueue_many
+from core.registry import UnknownFunction
 from core.status import JobRecord, JobState, read_job
 from service.deps import PoolDep, RegistryDep, SettingsDep
-from service.errors import KwargsInvalid
-from service.models import EnqueueRequest, JobAccepted, JobOutcome, JobView
+from service.errors import KwargsInvalid, UnknownFunctionAt
+from service.models import BatchAccepted, BatchEnqueueRequest, EnqueueRequest, JobAccepted, JobOutcome, JobView
 from settings import Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -23,6 +24,16 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No job with this id"}}
 POLL_START_S, POLL_MAX_S = 0.01, 0.2
 ABORT_WAIT_S = 2.0
+
+
+def _accepted(function: str, enqueued: Enqueued) -> JobAccepted:
+    return JobAccepted(
+        job_id=enqueued.job_id,
+        function=function,
+        status=JobState.deferred if enqueued.deferred else JobState.queued,
+        enqueued_at=enqueued.enqueued_at,
+        scheduled_at=enqueued.scheduled_at,
+    )
 
 
 async def _record_or_404(pool: ArqRedis, settings: Settings, job_id: str) -> JobRecord:
@@ -61,13 +72,31 @@ async def enqueue_job(
     except ValidationError as exc:
         raise KwargsInvalid(exc) from None
     response.headers["Location"] = f"/v1/jobs/{accepted.job_id}"
-    return JobAccepted(
-        job_id=accepted.job_id,
-        function=spec.name,
-        status=JobState.deferred if accepted.deferred else JobState.queued,
-        enqueued_at=accepted.enqueued_at,
-        scheduled_at=accepted.scheduled_at,
-    )
+    return _accepted(spec.name, accepted)
+
+
+@router.post("/batch", status_code=202, responses={503: {"description": "Redis unavailable"}})
+async def enqueue_batch(body: BatchEnqueueRequest, pool: PoolDep, registry: RegistryDep) -> BatchAccepted:
+    """Queue up to 1,000 jobs in one round trip. All are validated first: one invalid job rejects the batch
+    (422 naming its index); an existing `job_id` is listed under `duplicates` and the rest are queued."""
+    requests = []
+    for index, item in enumerate(body.jobs):
+        try:
+            spec = registry.get(item.function)
+        except UnknownFunction as exc:
+            raise UnknownFunctionAt(exc, ("body", "jobs", index)) from None
+        requests.append(JobRequest(spec, item.kwargs, item.job_id, item.defer_by, item.defer_until))
+    try:
+        outcomes = await enqueue_many(pool, requests)
+    except InvalidBatchItem as exc:
+        raise KwargsInvalid(exc.error, ("body", "jobs", exc.index, "kwargs")) from None
+    accepted = BatchAccepted(accepted=[], duplicates=[])
+    for request, outcome in zip(requests, outcomes, strict=True):
+        if isinstance(outcome, DuplicateJob):
+            accepted.duplicates.append(outcome.job_id)
+        else:
+            accepted.accepted.append(_accepted(request.spec.name, outcome))
+    return accepted
 
 
 @router.get("/{job_id}", responses=NOT_FOUND)
