@@ -88,6 +88,8 @@ class PlatformWorker(Worker):
         if self._outage_backoff_s:
             log.info("worker.redis_recovered")
             self._outage_backoff_s = 0.0
+            with suppress(RedisError, OSError):
+                await self._retake_leases()
         del woken_early
 
     async def _claim_and_wait(self) -> bool:
@@ -100,7 +102,7 @@ class PlatformWorker(Worker):
             if not hasattr(self, "claimer"):
                 self.claimer = Claimer(self.pool, self.queue_name, self.lease_s)
             claimed, next_due_ms = await self.claimer.claim(timestamp_ms(), free, self.queue_read_limit)
-            for job in claimed:
+            for job in await self._drop_own_jobs(claimed):
                 self.job_counter += 1
                 task = self.loop.create_task(self._run_claimed(job))
                 task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
@@ -117,6 +119,30 @@ class PlatformWorker(Worker):
         if claimed and len(claimed) == free:
             return False  # there may be more due jobs: go round again at once
         return await self._wait(next_due_ms, at_capacity=self.job_counter >= self.max_jobs)
+
+    async def _retake_leases(self) -> None:
+        """After an outage, take back the leases of our running jobs that lapsed meanwhile (SET NX: a job
+        another worker already claimed stays theirs)."""
+        running = [job_id for job_id, task in self.tasks.items() if not task.done()]
+        if running:
+            async with self.pool.pipeline(transaction=False) as pipe:
+                for job_id in running:
+                    pipe.set(keys.in_progress(job_id), b"1", px=int(self.lease_s * 1000), nx=True)
+                await pipe.execute()
+
+    async def _drop_own_jobs(self, claimed: list[ClaimedJob]) -> list[ClaimedJob]:
+        """A job this worker is still running can come back from a claim when its lease lapsed while Redis
+        was away (the worker could not renew it). It is ours: keep running the one copy, renew the lease
+        the claim just took, and give back the try the claim counted."""
+        own = [job.job_id for job in claimed if job.job_id in self.tasks and not self.tasks[job.job_id].done()]
+        if not own:
+            return claimed
+        async with self.pool.pipeline(transaction=False) as pipe:
+            for job_id in own:
+                pipe.decr(keys.retry(job_id))
+            await pipe.execute()
+        log.warning("worker.lease_lapsed", jobs=len(own))
+        return [job for job in claimed if job.job_id not in own]
 
     async def _wait(self, next_due_ms: int | None, *, at_capacity: bool) -> bool:
         """Sleep at most POLL_DELAY_SECONDS, less when a deferred job comes due sooner. A worker with a
