@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from core import attempts, codec, dead_letters, keys
 from core.claim import ClaimedJob, Claimer
 from core.dead_letters import DeadLetter
+from core.finish import Finisher
 from core.logging import configure_logging
 from settings import Settings
 
@@ -46,6 +47,7 @@ class PlatformWorker(Worker):
     give_up: dict[str, DeadLetter]
     interrupted: set[str]
     claimer: Claimer
+    finisher: Finisher
     slot_freed: asyncio.Event
     idle_wait_s: float
     _outage_backoff_s: float = 0.0
@@ -326,8 +328,15 @@ class PlatformWorker(Worker):
         incr_score: int | None,
         keep_in_progress: float | None,
     ) -> None:
-        """arq's finish_job, plus the dead letter of a job that gave up and the try given back on shutdown."""
+        """arq's finish_job, plus the dead letter of a job that gave up and the try given back on shutdown;
+        a plain finish goes through one Lua script instead of a transaction."""
         letter = self.give_up.pop(job_id, None) if finish else None
+        if finish and letter is None:  # the common case, in one command (core/finish.py)
+            if not hasattr(self, "finisher"):
+                self.finisher = Finisher(self.pool, self.queue_name)
+            expire = None if keep_result_forever else result_timeout_s
+            await self.finisher.finish(job_id, result_data, to_ms(expire), to_ms(keep_in_progress))
+            return
         give_back_try = not finish and job_id in self.interrupted
         async with self.pool.pipeline(transaction=True) as tr:
             delete_keys = []
