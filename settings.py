@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
+from arq.connections import RedisSettings
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -24,7 +25,15 @@ class Settings(BaseSettings):
     )
     queue_name: str = Field("arq:queue", min_length=1, description="The arq queue (a Redis sorted set).")
     job_timeout_seconds: float = Field(300, gt=0, description="Default per-try timeout of a job.")
-    keep_result_seconds: float = Field(86_400, ge=0, description="Default time a job's result is kept.")
+    keep_result_seconds: float = Field(
+        86_400, gt=0, description="Default time a job's result is kept; 0 would drop a result the moment it is made."
+    )
+    job_expires_seconds: float = Field(
+        30 * 86_400,
+        gt=0,
+        description="A queued job not started within this long after its scheduled time expires (arq's expiry); "
+        "generous so a long backlog or worker outage loses nothing.",
+    )
     max_tries: int = Field(5, ge=1, description="Default number of times a job is tried.")
     max_jobs: int = Field(50, ge=1, description="Jobs one worker process runs concurrently (and claims in one batch).")
     poll_delay_seconds: float = Field(
@@ -47,7 +56,11 @@ class Settings(BaseSettings):
         30, ge=0, description="On SIGTERM, how long running jobs may finish before they are cancelled and requeued."
     )
     health_check_interval_seconds: float = Field(
-        10, gt=0, le=30, description="How often a worker refreshes its health and heartbeat keys."
+        10,
+        gt=0,
+        le=20,
+        description="How often a worker refreshes its health and heartbeat keys; a dead worker drops out of "
+        "`/v1/workers` after three missed refreshes, so at most 20 keeps that within a minute.",
     )
     redis_max_connections: int = Field(
         64, ge=2, description="Connections one API process may hold; beyond it a request waits (then 503)."
@@ -76,6 +89,10 @@ class Settings(BaseSettings):
     def _redis_url_scheme(cls, value: str) -> str:
         if urlparse(value).scheme not in {"redis", "rediss", "unix"}:
             raise ValueError("must start with redis://, rediss:// or unix://")
+        try:  # the worker parses it with arq at import; a bad port or db must fail here, naming the variable
+            RedisSettings.from_dsn(value)
+        except Exception as exc:
+            raise ValueError(f"not a valid Redis URL ({exc})") from None
         return value
 
     @field_validator("log_level", mode="before")

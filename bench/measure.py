@@ -71,7 +71,6 @@ class Bench:
     redis_url: str
     sizes: Sizes
     notes: list[str] = field(default_factory=list)
-    use_fallback: set[str] = field(default_factory=set)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -239,28 +238,10 @@ async def stage(bench: Bench, system: System, jobs: int) -> list[str]:
 
 
 async def start_workers(bench: Bench, system: System, count: int) -> tuple[list[subprocess.Popen[bytes]], float]:
-    """Start `count` worker processes and wait until each finished start-up and one has polled the queue.
-
-    When the system's own command exits at start-up and it has a fallback, the fallback is used from then
-    on and the reason goes into the run's notes.
-    """
-    try:
-        return await _start_workers(bench, system, count)
-    except Problem as exc:
-        if system.fallback_argv is None or system.key in bench.use_fallback:
-            raise
-        bench.use_fallback.add(system.key)
-        fallback = "python " + " ".join(system.fallback_argv)
-        note = f"{system.key}: `python {' '.join(system.worker_argv)}` failed ({exc}); measured with `{fallback}`"
-        bench.notes.append(note)
-        print(f"  note: {note}", file=sys.stderr)
-        return await _start_workers(bench, system, count)
-
-
-async def _start_workers(bench: Bench, system: System, count: int) -> tuple[list[subprocess.Popen[bytes]], float]:
+    """Start `count` worker processes and wait until each finished start-up and one has polled the queue."""
     await bench.redis.delete(READY_KEY)
     env = child_env(bench.redis_url, **system.worker_env)
-    argv = system.fallback_argv if system.key in bench.use_fallback and system.fallback_argv else system.worker_argv
+    argv = system.worker_argv
     started = time.perf_counter()
     names = [f"{system.key}-worker{i}" for i in range(count)]
     processes = [bench.children.spawn(name, argv, env) for name in names]

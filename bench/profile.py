@@ -118,8 +118,7 @@ async def sample_worker(bench: Bench, system: System, jobs: int, spy: str) -> Pa
 
 async def cprofile_worker(bench: Bench, system: System, jobs: int) -> Path:
     out = OUT / f"profile-{system.key}-worker.prof"
-    argv = system.fallback_argv if system.key in bench.use_fallback and system.fallback_argv else system.worker_argv
-    profiled = replace(system, worker_argv=["-m", "cProfile", "-o", str(out), *argv], fallback_argv=None)
+    profiled = replace(system, worker_argv=["-m", "cProfile", "-o", str(out), *system.worker_argv])
     await bench.redis.flushall()
     ids = await stage(bench, system, jobs)
     processes, _ = await start_workers(bench, profiled, 1)

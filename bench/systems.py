@@ -78,7 +78,6 @@ class System:
     platform: bool = False
     http_app: str | None = None  # the uvicorn app measured for this system, if any
     scaling: bool = True  # run the 2- and 4-worker drains
-    fallback_argv: list[str] | None = None  # used (and noted) when `worker_argv` exits at start-up
     drain_jobs_cap: int | None = None  # a smaller backlog for a system whose drain rate is capped by polling
 
     @asynccontextmanager
@@ -134,6 +133,5 @@ PLATFORM = System(
     PLATFORM_ENV,
     platform=True,
     http_app="service.main:app",
-    fallback_argv=["-m", "bench.platform_worker"],
 )
 SYSTEMS = [ARQ_DEFAULT, ARQ_TUNED, PLATFORM]

@@ -11,7 +11,7 @@ from arq.connections import ArqRedis
 
 from core import codec, keys
 
-# Touching the in-progress key makes a worker's concurrent claim (WATCH on that key) fail.
+# Atomic against the worker's claim, itself a script: a job is either claimed (running) or removed here.
 _ABORT_SCRIPT = """
 if redis.call('EXISTS', KEYS[4]) == 1 then return 'finished' end
 if redis.call('EXISTS', KEYS[3]) == 1 then
@@ -19,8 +19,7 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
   return 'aborting'
 end
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 'not_found' end
-redis.call('SET', KEYS[3], 'aborted', 'PX', 1000)
-redis.call('DEL', KEYS[3], KEYS[2], KEYS[5])
+redis.call('DEL', KEYS[2], KEYS[5])
 if tonumber(ARGV[4]) > 0 then
   redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[4])
 end

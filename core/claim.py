@@ -17,19 +17,27 @@ from redis.commands.core import AsyncScript
 
 from core import keys
 
+# How long a job's try counter lives, as arq keeps it.
+TRY_COUNTER_TTL_S = 88_400
+
 _CLAIM_SCRIPT = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[3])
 local claimed = {}
 local want = tonumber(ARGV[2])
-for i = 1, #due, 2 do
-  if #claimed >= want then break end
-  local id = due[i]
-  if redis.call('SET', ARGV[5] .. id, '1', 'NX', 'PX', ARGV[4]) then
-    local try = redis.call('INCR', ARGV[7] .. id)
-    redis.call('EXPIRE', ARGV[7] .. id, 88400)
-    local aborted = redis.call('ZREM', KEYS[2], id)
-    claimed[#claimed + 1] = {id, due[i + 1], redis.call('GET', ARGV[6] .. id), try, aborted}
+local page = tonumber(ARGV[3])
+-- Running jobs stay in the queue until they finish, so the first due ids may all be taken: page on.
+for offset = 0, page * 19, page do
+  local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', offset, page)
+  for i = 1, #due, 2 do
+    if #claimed >= want then break end
+    local id = due[i]
+    if redis.call('SET', ARGV[5] .. id, '1', 'NX', 'PX', ARGV[4]) then
+      local try = redis.call('INCR', ARGV[7] .. id)
+      redis.call('EXPIRE', ARGV[7] .. id, ARGV[8])
+      local aborted = redis.call('ZREM', KEYS[2], id)
+      claimed[#claimed + 1] = {id, due[i + 1], redis.call('GET', ARGV[6] .. id), try, aborted}
+    end
   end
+  if #claimed >= want or #due < page * 2 then break end
 end
 local nxt = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 return {claimed, nxt[2] or ''}
@@ -54,16 +62,10 @@ class Claimer:
         self.lease_ms = int(lease_s * 1000)
 
     async def claim(self, now_ms: int, want: int, scan: int) -> tuple[list[ClaimedJob], int | None]:
-        """Claim up to `want` due jobs among the first `scan` due ids; also the next deferred score."""
-        args: list[str | int] = [
-            now_ms,
-            want,
-            scan,
-            self.lease_ms,
-            in_progress_key_prefix,
-            job_key_prefix,
-            retry_key_prefix,
-        ]
+        """Claim up to `want` due jobs, reading due ids `scan` at a time (at most 20 pages); also the
+        score of the next deferred job."""
+        prefixes = [in_progress_key_prefix, job_key_prefix, retry_key_prefix]
+        args: list[str | int] = [now_ms, want, scan, self.lease_ms, *prefixes, TRY_COUNTER_TTL_S]
         rows, next_due = await self.script(keys=self.keys, args=args)
         claimed = [
             ClaimedJob(row[0].decode(), int(float(row[1])), row[2] or None, int(row[3]), bool(row[4])) for row in rows

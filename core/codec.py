@@ -58,9 +58,9 @@ def dumps(data: Any) -> bytes:
 def loads(data: bytes) -> Any:
     """Parse JSON bytes; a result's error marker becomes a `JobError`. Anything not JSON raises."""
     decoded = orjson.loads(data)
-    if isinstance(decoded, dict):
+    if isinstance(decoded, dict) and decoded.get("s") is False:
         result = decoded.get("r")
-        if isinstance(result, dict) and ERROR_MARKER in result:
-            marker = result[ERROR_MARKER]
+        marker = result.get(ERROR_MARKER) if isinstance(result, dict) else None
+        if isinstance(marker, dict):
             decoded["r"] = JobError(str(marker.get("type", "Error")), str(marker.get("message", "")))
     return decoded

@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from arq.connections import ArqRedis
-from arq.constants import expires_extra_ms
 from redis.asyncio.client import Pipeline
 
 from core import codec, keys
@@ -102,6 +101,8 @@ redis.call('DEL', KEYS[4], KEYS[5], KEYS[7], KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[4])
 redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
+redis.call('LPUSH', KEYS[8], '1')
+redis.call('LTRIM', KEYS[8], 0, 255)
 return 'requeued'
 """
 
@@ -126,7 +127,8 @@ async def requeue(redis: ArqRedis, queue_name: str, job_id: str) -> str:
         keys.retry(job_id),
         queue_name,
         keys.attempts(job_id),
+        keys.wake(queue_name),
     ]
-    args = [job_id, payload.decode(), str(now_ms), str(expires_extra_ms)]
+    args = [job_id, payload.decode(), str(now_ms), str(redis.expires_extra_ms)]
     outcome = await redis.eval(_REQUEUE_SCRIPT, len(script_keys), *script_keys, *args)  # type: ignore[misc]
     return outcome.decode() if isinstance(outcome, bytes) else str(outcome)

@@ -14,7 +14,6 @@ from typing import Any
 from uuid import uuid4
 
 from arq.connections import ArqRedis
-from arq.constants import expires_extra_ms
 from pydantic import ValidationError
 from redis.commands.core import AsyncScript
 
@@ -23,7 +22,13 @@ from core.context import JobContext
 from core.registry import JobFunction, JobSpec, registry
 
 _ENQUEUE_SCRIPT = """
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+local current = redis.call('GET', KEYS[1])
+if current then
+  -- The same payload (same id and enqueue time) means this call is a retry of one that got through.
+  if current == ARGV[2] then return 1 end
+  return 0
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('LPUSH', KEYS[4], '1')
@@ -82,7 +87,9 @@ def _script(pool: ArqRedis) -> AsyncScript:
     return script
 
 
-def _prepare(request: JobRequest, queue_name: str, now: datetime) -> tuple[list[str], list[Any], Enqueued]:
+def _prepare(
+    request: JobRequest, queue_name: str, now: datetime, expires_after_ms: int
+) -> tuple[list[str], list[Any], Enqueued]:
     """Validate and encode one job: the script's keys and arguments, and what the caller is told."""
     wire_kwargs = request.spec.json_kwargs(request.kwargs)
     job_id = request.job_id or uuid4().hex
@@ -92,7 +99,7 @@ def _prepare(request: JobRequest, queue_name: str, now: datetime) -> tuple[list[
         scheduled_at = now + timedelta(seconds=request.defer_by or 0)
     now_ms = int(now.timestamp() * 1000)
     score = int(scheduled_at.timestamp() * 1000)
-    expires_ms = max(score - now_ms, 0) + expires_extra_ms
+    expires_ms = max(score - now_ms, 0) + expires_after_ms
     payload = codec.dumps({"t": None, "f": request.spec.name, "a": [], "k": wire_kwargs, "et": now_ms})
     script_keys = [keys.job(job_id), keys.result(job_id), queue_name, keys.wake(queue_name)]
     args = [job_id, payload, score, expires_ms, MAX_WAKE_TOKENS - 1]
@@ -111,7 +118,9 @@ async def enqueue(
 ) -> Enqueued:
     """Validate `kwargs` against the job's signature and enqueue it; raises ValidationError or DuplicateJob."""
     request = JobRequest(spec, kwargs, job_id, defer_by, defer_until)
-    script_keys, args, accepted = _prepare(request, queue_name or pool.default_queue_name, datetime.now(UTC))
+    script_keys, args, accepted = _prepare(
+        request, queue_name or pool.default_queue_name, datetime.now(UTC), pool.expires_extra_ms
+    )
     if not await _script(pool)(keys=script_keys, args=args):
         raise DuplicateJob(accepted.job_id)
     return accepted
@@ -126,7 +135,7 @@ async def enqueue_many(
     prepared = []
     for index, request in enumerate(requests):
         try:
-            prepared.append(_prepare(request, queue_name or pool.default_queue_name, now))
+            prepared.append(_prepare(request, queue_name or pool.default_queue_name, now, pool.expires_extra_ms))
         except ValidationError as exc:
             raise InvalidBatchItem(index, exc) from None
     script = _script(pool)
@@ -140,7 +149,15 @@ async def enqueue_many(
     ]
 
 
-async def enqueue_from_job(ctx: JobContext, function: JobFunction, **kwargs: Any) -> str:
-    """Fan out from inside a job: enqueue another registered job by its function; returns its id."""
-    accepted = await enqueue(ctx["redis"], registry.spec_of(function), kwargs, queue_name=ctx.get("queue_name"))
+async def enqueue_from_job(ctx: JobContext, function: JobFunction, *, _job_id: str | None = None, **kwargs: Any) -> str:
+    """Fan out from inside a job: enqueue another registered job by its function; returns its id.
+
+    Give the child an id derived from the parent's input (`_job_id=f"order-{order_id}:receipt"`) and a
+    re-run of the parent (after a crash, or a retry) finds the child already there instead of adding it twice.
+    """
+    spec = registry.spec_of(function)
+    try:
+        accepted = await enqueue(ctx["redis"], spec, kwargs, job_id=_job_id, queue_name=ctx.get("queue_name"))
+    except DuplicateJob as exc:
+        return exc.job_id
     return accepted.job_id

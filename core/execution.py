@@ -73,9 +73,12 @@ async def _execute(
     try:
         async with asyncio.timeout(timeout_s):
             result = await call()
-    except Retry:
+    except Retry as exc:
         if stats:
             stats.retried += 1
+        delay_s = (exc.defer_score or 0) / 1000
+        entry = attempts.attempt(ctx.get("job_try", 1), "Retry", "the job asked to be retried", None, delay_s)
+        await attempts.record(ctx["redis"], ctx["job_id"], entry)
         log.info("job.retrying", function=name, duration_ms=_ms_since(started), requested_by="job")
         raise
     except asyncio.CancelledError:

@@ -14,6 +14,7 @@ from core.context import JobContext
 
 T = TypeVar("T")
 DEFAULT_TTL_S = 7 * 86_400
+_RELEASE_IF_OWNER = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 async def once(
@@ -27,10 +28,11 @@ async def once(
     """Run `effect` once per `key`: a later run (a retry, a re-run after a crash, a duplicate enqueue)
     gets the first completed run's JSON result back instead of repeating the effect.
 
-    A lock stops two copies from running the effect at the same time; the copy that finds it taken
-    retries a second later. What remains is the gap between the effect finishing and its result being
-    stored: a crash exactly there repeats the effect, so give the external call its own idempotency key
-    too where the provider supports one (e.g. pass `key` as the payment provider's idempotency key).
+    A lock, held under the job's id, stops two different jobs from running the effect at the same time:
+    the one that finds it taken retries when the lock would expire. The same job finding its own lock
+    (its earlier try died holding it) takes it over at once. What remains is the gap between the effect
+    finishing and its result being stored: a crash exactly there repeats the effect, so give the external
+    call its own idempotency key too where the provider supports one (pass it `key`).
     """
     redis = ctx["redis"]
     done_key = keys.once(key)
@@ -38,12 +40,14 @@ async def once(
     if stored is not None:
         result: T = codec.loads(stored)["result"]
         return result
-    lock_key = keys.once_lock(key)
-    if not await redis.set(lock_key, ctx.get("job_id", "?"), nx=True, px=int(lock_s * 1000)):
-        raise Retry(defer=1)
+    lock_key, owner, lock_ms = keys.once_lock(key), ctx.get("job_id", "?"), int(lock_s * 1000)
+    if not await redis.set(lock_key, owner, nx=True, px=lock_ms):
+        if await redis.get(lock_key) != owner.encode():
+            raise Retry(defer=max(await redis.pttl(lock_key), 100) / 1000)
+        await redis.set(lock_key, owner, px=lock_ms)
     try:
         value = await effect()
         await redis.set(done_key, codec.dumps({"result": to_jsonable_python(value)}), px=int(ttl_s * 1000))
         return value
     finally:
-        await redis.delete(lock_key)
+        await redis.eval(_RELEASE_IF_OWNER, 1, lock_key, owner)  # type: ignore[misc]

@@ -26,7 +26,7 @@ from arq.worker import JobExecutionFailed, Retry, RetryJob, Worker, no_result
 from redis.exceptions import RedisError
 
 from core import attempts, codec, dead_letters, keys
-from core.claim import ClaimedJob, Claimer
+from core.claim import TRY_COUNTER_TTL_S, ClaimedJob, Claimer
 from core.dead_letters import DeadLetter
 from core.finish import Finisher
 from core.logging import configure_logging
@@ -81,7 +81,7 @@ class PlatformWorker(Worker):
         """One turn of the loop: claim a batch, cancel aborted jobs, reap finished ones, then sleep until
         woken (a new job, a free slot, or the next deferred job coming due). Redis errors are ridden out."""
         try:
-            woken_early = await self._claim_and_wait()
+            await self._claim_and_wait()
         except (RedisError, OSError) as exc:
             self._outage_backoff_s = min(OUTAGE_BACKOFF_MAX_S, max(0.05, self._outage_backoff_s * 2))
             log.warning("worker.redis_unavailable", error=type(exc).__name__, retry_in_s=self._outage_backoff_s)
@@ -92,7 +92,6 @@ class PlatformWorker(Worker):
             self._outage_backoff_s = 0.0
             with suppress(RedisError, OSError):
                 await self._retake_leases()
-        del woken_early
 
     async def _claim_and_wait(self) -> bool:
         free = self.max_jobs - self.job_counter
@@ -203,7 +202,7 @@ class PlatformWorker(Worker):
         keep_in_progress = keep_cronjob_progress if hasattr(function, "next_run") else None
         if enqueue_job_try and enqueue_job_try > job_try:
             job_try = enqueue_job_try
-            await self.pool.setex(keys.retry(job_id), 88400, str(job_try))
+            await self.pool.setex(keys.retry(job_id), TRY_COUNTER_TTL_S, str(job_try))
         max_tries = self.max_tries if function.max_tries is None else function.max_tries
         if job_try > max_tries:
             return await job_failed(JobExecutionFailed(f"max {max_tries} retries exceeded"))
@@ -271,7 +270,7 @@ class PlatformWorker(Worker):
             try:
                 async with self.pool.pipeline(transaction=False) as pipe:
                     for job_id in running:
-                        pipe.pexpire(keys.in_progress(job_id), int(self.lease_s * 1000), xx=True)
+                        pipe.pexpire(keys.in_progress(job_id), int(self.lease_s * 1000))
                     await pipe.execute()
             except (RedisError, OSError) as exc:
                 log.warning("worker.lease_renewal_failed", jobs=len(running), error=type(exc).__name__)
@@ -398,9 +397,10 @@ class PlatformWorker(Worker):
         tries = int(data.get("t") or 0)
         history = attempts.parse(await self.pool.lrange(keys.attempts(job_id), 0, -1))  # type: ignore[misc]
         if "retries exceeded" in message:
-            # arq gives up when it is about to start try max+1: every earlier try ended with its worker.
+            # arq gives up when it is about to start try max+1; a try that left no record died with its worker.
             tries -= 1
-            reason = "max tries exceeded: its worker stopped while running it"
+            lost = len(attempts.with_lost_tries(history, tries)) > len(history)
+            reason = "max tries exceeded: its worker stopped while running it" if lost else "max tries exceeded"
             history = attempts.with_lost_tries(history, tries)
         elif "not found" in message:
             reason = "function not registered on the worker"

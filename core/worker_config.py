@@ -14,7 +14,7 @@ import structlog
 from core import codec, workers
 from core.context import JobContext
 from core.execution import arq_cron_job, arq_function
-from core.redis import redacted, worker_redis_settings
+from core.redis import check_redis_settings, open_worker_pool, redacted
 from core.registry import Registry
 from settings import Settings
 
@@ -61,7 +61,8 @@ def worker_kwargs(settings: Settings, registry: Registry) -> dict[str, Any]:
         "cron_jobs": [arq_cron_job(spec, settings) for spec in registry.crons.values()],
         "ctx": {"settings": settings, "queue_name": settings.queue_name},
         "poll_delay": settings.poll_delay_seconds,
-        "redis_settings": worker_redis_settings(settings),
+        "redis_pool": open_worker_pool(settings),
+        "redis_settings": check_redis_settings(settings),  # read only by `arq --check`
         "queue_name": settings.queue_name,
         "max_jobs": settings.max_jobs,
         "job_timeout": settings.job_timeout_seconds,

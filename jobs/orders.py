@@ -40,10 +40,20 @@ async def process_order(
     """Validate and total an order, then fan out its receipt, inventory update and analytics event."""
     await asyncio.sleep(WORK_LATENCY_S)
     total = round(sum(item.quantity * item.unit_price for item in items), 2)
-    receipt = await enqueue_from_job(ctx, send_order_receipt, order_id=order_id, email=email, total=total)
-    inventory = await enqueue_from_job(ctx, update_inventory, order_id=order_id, items=items)
+    # Ids derived from the order: if this job runs again, its children are not enqueued twice.
+    child = f"order-{order_id}"
+    receipt = await enqueue_from_job(
+        ctx, send_order_receipt, _job_id=f"{child}:receipt", order_id=order_id, email=email, total=total
+    )
+    inventory = await enqueue_from_job(
+        ctx, update_inventory, _job_id=f"{child}:inventory", order_id=order_id, items=items
+    )
     analytics = await enqueue_from_job(
-        ctx, record_analytics_event, event="order_placed", properties={"order_id": order_id, "total": total}
+        ctx,
+        record_analytics_event,
+        _job_id=f"{child}:analytics",
+        event="order_placed",
+        properties={"order_id": order_id, "total": total},
     )
     return OrderProcessed(
         order_id=order_id,

@@ -1,5 +1,6 @@
-"""Errors as precise JSON answers: bad input is a 4xx naming the field, a lost Redis is a 503 with
-Retry-After, and nothing ever returns a traceback."""
+"""Errors as precise JSON answers: bad input is a 4xx naming the field, a Redis that is lost, full
+(OOM under `noeviction`) or read-only (after a failover) is a 503 with Retry-After, and nothing ever
+returns a traceback."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from redis.exceptions import RedisError
 
 from core.enqueue import DuplicateJob
 from core.registry import UnknownFunction
@@ -61,11 +62,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def duplicate_job(request: Request, exc: DuplicateJob) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 409)
 
-    @app.exception_handler(ConnectionError)
-    @app.exception_handler(TimeoutError)
-    @app.exception_handler(BusyLoadingError)
-    async def redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("api.redis_unavailable", path=request.url.path, error=type(exc).__name__)
+    @app.exception_handler(RedisError)
+    async def redis_unavailable(request: Request, exc: RedisError) -> JSONResponse:
+        log.warning("api.redis_unavailable", path=request.url.path, error=type(exc).__name__, message=str(exc))
         return JSONResponse(
             {"detail": f"Redis is unavailable ({type(exc).__name__}); retry shortly"},
             503,

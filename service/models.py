@@ -28,14 +28,25 @@ class EnqueueRequest(BaseModel):
     )
     defer_by: float | None = Field(None, ge=0, le=MAX_DEFER_S, description="Run no earlier than N seconds from now.")
     defer_until: datetime | None = Field(
-        None, description="Run no earlier than this ISO-8601 time (UTC when no offset)."
+        None,
+        description="Run no earlier than this ISO-8601 time (UTC when no offset), at most 366 days ahead; "
+        "a past time (up to 366 days back) means now.",
     )
 
     @field_validator("defer_until")
     @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
+    def _aware_and_near(cls, value: datetime | None) -> datetime | None:
+        """Naive means UTC; a time near year 1 or 9999 would overflow once converted, so bound it here."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        try:
+            ahead_s = (value - datetime.now(UTC)).total_seconds()
+        except (OverflowError, ValueError):
+            ahead_s = float("inf")
+        if abs(ahead_s) > MAX_DEFER_S:
+            raise ValueError(f"must be within {MAX_DEFER_S // 86_400} days of now")
         return value
 
     @model_validator(mode="after")
@@ -178,8 +189,12 @@ class CronView(BaseModel):
     schedule: dict[str, Any]
     next_run: datetime | None
     last_run: CronRunView | None
-    missed_runs: int = Field(0, description="Ticks due since the last run that never ran (e.g. no worker was up).")
-    last_missed_at: datetime | None = None
+    missed_runs: int = Field(
+        0,
+        description="Ticks due since the last run that never ran (e.g. no worker was up); counting stops at "
+        "1000, so 1000 means at least 1000.",
+    )
+    last_missed_at: datetime | None = Field(None, description="The latest of those ticks.")
 
 
 class QueueView(BaseModel):

@@ -57,19 +57,19 @@ def test_an_exception_result_comes_back_as_a_job_error() -> None:
 
 
 def test_a_cancelled_job_is_marked_aborted() -> None:
-    error = codec.loads(codec.dumps({"r": asyncio.CancelledError()}))["r"]
+    error = codec.loads(codec.dumps({"s": False, "r": asyncio.CancelledError()}))["r"]
     assert isinstance(error, codec.JobError)
     assert error.type == "CancelledError"
     assert error.aborted
 
 
 def test_a_timeout_without_message_gets_one() -> None:
-    error = codec.loads(codec.dumps({"r": TimeoutError()}))["r"]
+    error = codec.loads(codec.dumps({"s": False, "r": TimeoutError()}))["r"]
     assert (error.type, error.message) == ("TimeoutError", "job timed out")
 
 
 def test_a_job_error_keeps_its_type_through_another_round_trip() -> None:
-    error = codec.loads(codec.dumps({"r": codec.JobError("KeyError", "'sku'")}))["r"]
+    error = codec.loads(codec.dumps({"s": False, "r": codec.JobError("KeyError", "'sku'")}))["r"]
     assert (error.type, error.message) == ("KeyError", "'sku'")
 
 
@@ -91,3 +91,10 @@ def test_a_pickle_is_refused_without_being_unpickled(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         codec.loads(payload)
     assert not marker.exists()
+
+
+def test_a_successful_result_that_looks_like_an_error_stays_a_result() -> None:
+    data = {"s": True, "r": {"__error__": {"type": "x", "message": "y"}}}
+    assert codec.loads(codec.dumps(data)) == data
+    odd = {"s": False, "r": {"__error__": "not a marker"}}
+    assert codec.loads(codec.dumps(odd)) == odd

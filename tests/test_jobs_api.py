@@ -6,6 +6,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from arq.connections import ArqRedis
 
 from core import keys
@@ -121,6 +122,22 @@ async def test_defer_until_reports_deferred_with_scheduled_time(client: httpx.As
     assert view["status"] == "deferred"
 
 
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+async def test_defer_until_out_of_range_is_422_not_500(client: httpx.AsyncClient, when: str) -> None:
+    response = await client.post("/v1/jobs", json={**WELCOME, "defer_until": when})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "defer_until"]
+    batch = await client.post("/v1/jobs/batch", json={"jobs": [{**WELCOME, "defer_until": when}]})
+    assert batch.status_code == 422
+    assert batch.json()["detail"][0]["loc"] == ["body", "jobs", 0, "defer_until"]
+
+
+async def test_defer_until_in_the_recent_past_runs_now(client: httpx.AsyncClient) -> None:
+    when = datetime.now(UTC) - timedelta(days=30)
+    body = (await client.post("/v1/jobs", json={**WELCOME, "defer_until": when.isoformat()})).json()
+    assert body["status"] == "queued"
+
+
 async def test_result_of_unfinished_job_is_202_with_status(client: httpx.AsyncClient) -> None:
     job_id = (await client.post("/v1/jobs", json=WELCOME)).json()["job_id"]
     response = await client.get(f"/v1/jobs/{job_id}/result", params={"wait": 0.2})
@@ -165,3 +182,19 @@ async def test_job_exceeding_its_timeout_fails_with_timeout_error(
     outcome = (await client.get(f"/v1/jobs/{job_id}/result")).json()
     assert outcome["status"] == "failed"
     assert outcome["error"]["type"] == "TimeoutError"
+
+
+async def test_abort_honours_a_function_that_keeps_no_result(
+    client: httpx.AsyncClient, redis: ArqRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = registry.get("echo")
+    monkeypatch.setitem(
+        registry.jobs, "echo", dataclasses.replace(spec, options=dataclasses.replace(spec.options, keep_result_s=0))
+    )
+    job_id = (await client.post("/v1/jobs", json={"function": "echo", "kwargs": {"value": 1}})).json()["job_id"]
+    response = await client.delete(f"/v1/jobs/{job_id}")
+    assert response.status_code == 200
+    assert response.json()["status"] == "aborted"
+    assert response.json()["error"]["type"] == "CancelledError"
+    assert await redis.exists(keys.result(job_id)) == 0  # keep_result=0, not the 1-day default
+    assert await redis.zscore("arq:queue", job_id) is None

@@ -25,6 +25,7 @@ def test_defaults_are_as_documented() -> None:
     assert settings.queue_name == "arq:queue"
     assert settings.job_timeout_seconds == 300
     assert settings.keep_result_seconds == 86_400
+    assert settings.job_expires_seconds == 30 * 86_400
     assert settings.max_tries == 5
     assert settings.max_jobs == 50
     assert settings.redis_max_connections == 64
@@ -49,6 +50,12 @@ def test_defaults_are_as_documented() -> None:
         ("LOG_FORMAT", "xml"),
         ("LOG_LEVEL", "loud"),
         ("REDIS_URL", "http://localhost:6379/0"),
+        ("REDIS_URL", "redis://host:6379/"),  # arq's from_dsn reads the empty db as int('')
+        ("REDIS_URL", "redis://host:6379/x"),
+        ("REDIS_URL", "redis://host:port/0"),
+        ("KEEP_RESULT_SECONDS", "0"),  # a result would be gone the moment it is made
+        ("JOB_EXPIRES_SECONDS", "0"),
+        ("HEALTH_CHECK_INTERVAL_SECONDS", "21"),  # three missed beats must stay within a minute
         ("HEARTBEAT_EVERY_SECONDS", "7"),
         ("JOB_MODULES", " , "),
         ("API_PORT", "70000"),
@@ -132,3 +139,15 @@ def test_worker_with_invalid_setting_exits_with_one_line_naming_it() -> None:
     assert done.stderr.decode().strip().splitlines() == [
         "invalid setting MAX_JOBS: Input should be a valid integer, unable to parse string as an integer"
     ]
+
+
+def test_bad_redis_url_names_the_variable_and_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://host:6379/")
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert str(raised.value).startswith("invalid setting REDIS_URL: Value error, not a valid Redis URL (")
+
+
+def test_health_check_interval_of_twenty_seconds_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEALTH_CHECK_INTERVAL_SECONDS", "20")
+    assert load_settings().health_check_interval_seconds == 20

@@ -16,7 +16,8 @@ router = APIRouter(prefix="/v1/cron", tags=["cron"])
 
 # A tick counts as missed once it is this far in the past with no run recorded for it.
 MISSED_AFTER = timedelta(seconds=5)
-MAX_MISSED_COUNTED = 10_000
+# Each counted tick is a `next_cron` step on the event loop; past this many the count stops ("at least").
+MAX_MISSED_COUNTED = 1_000
 
 
 def _when(value: str | None) -> datetime | None:
@@ -48,10 +49,17 @@ def _missed(schedule: dict[str, Any], last_tick: datetime | None, now: datetime)
     """Ticks that came due after the last recorded run and never ran (no worker was up, for example)."""
     if last_tick is None:
         return 0, None
+    cutoff = now - MISSED_AFTER
     missed, latest, tick = 0, None, next_cron(last_tick, **schedule)
-    while tick <= now - MISSED_AFTER and missed < MAX_MISSED_COUNTED:
+    while tick <= cutoff and missed < MAX_MISSED_COUNTED:
         missed, latest = missed + 1, tick
         tick = next_cron(tick, **schedule)
+    if tick <= cutoff:  # capped: find the latest missed tick from a window widening back from the cutoff
+        window = timedelta(seconds=1)
+        while (tick := next_cron(max(cutoff - window, last_tick), **schedule)) > cutoff:
+            window *= 2
+        while tick <= cutoff:
+            latest, tick = tick, next_cron(tick, **schedule)
     return missed, latest
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from arq.connections import ArqRedis
@@ -11,9 +13,10 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import ValidationError
 
 from core.abort import AbortOutcome, abort_job
+from core.codec import ABORTED_ERROR_TYPE
 from core.enqueue import DuplicateJob, Enqueued, InvalidBatchItem, JobRequest, enqueue, enqueue_many
 from core.registry import UnknownFunction
-from core.status import JobRecord, JobState, read_job
+from core.status import JobFailure, JobRecord, JobState, read_job
 from service.deps import PoolDep, RegistryDep, SettingsDep
 from service.errors import KwargsInvalid, UnknownFunctionAt
 from service.models import BatchAccepted, BatchEnqueueRequest, EnqueueRequest, JobAccepted, JobOutcome, JobView
@@ -139,12 +142,18 @@ async def abort(
     if record.status.finished:
         raise HTTPException(409, f"job {job_id!r} already finished with status {record.status.value}")
     spec = registry.jobs.get(record.function or "")
-    keep_s = (spec.options.keep_result_s if spec else None) or settings.keep_result_seconds
+    keep_s = spec.options.keep_result_s if spec else None
+    if keep_s is None:  # keep_result=0 is the function's own choice: keep nothing
+        keep_s = settings.keep_result_seconds
     outcome = await abort_job(pool, settings.queue_name, job_id, keep_s)
     if outcome is AbortOutcome.finished:
         raise HTTPException(409, f"job {job_id!r} already finished")
     if outcome is AbortOutcome.not_found:
         raise HTTPException(404, f"no job with id {job_id!r}")
+    if outcome is AbortOutcome.aborted and keep_s == 0:
+        # Nothing was kept to read back: answer with the job as it was, now aborted.
+        failure = JobFailure(ABORTED_ERROR_TYPE, "aborted before it started")
+        return JobView.of(replace(record, status=JobState.aborted, finished_at=datetime.now(UTC), error=failure))
     record = await _wait_until_finished(pool, settings, job_id, ABORT_WAIT_S)
     if not record.status.finished:
         response.status_code = 202

@@ -50,3 +50,11 @@ async def fail_then_succeed(ctx: JobContext, failures: int) -> int:
 async def fail_fatally(ctx: JobContext, message: str) -> None:
     """Raise Fatal: never retried."""
     raise Fatal(message)
+
+
+@job(timeout=60)
+async def count_starts(ctx: JobContext, token: str, seconds: float) -> int:
+    """Count this start under test:starts:<token>, then sleep; returns the count so far."""
+    starts = await ctx["redis"].incr(f"test:starts:{token}")
+    await asyncio.sleep(seconds)
+    return int(starts)
