@@ -36,6 +36,17 @@ _KEEPALIVE_PROBES = {
 }
 
 
+def _platform_redis(connections: ConnectionPool, settings: Settings) -> ArqRedis:
+    """An arq client on these connections that writes jobs the platform's way (JSON, queue, expiry)."""
+    return ArqRedis(
+        connections,
+        job_serializer=codec.dumps,
+        job_deserializer=codec.loads,
+        default_queue_name=settings.queue_name,
+        expires_extra_ms=int(settings.job_expires_seconds * 1000),
+    )
+
+
 def check_redis_settings(settings: Settings) -> RedisSettings:
     """For `arq --check worker.WorkerSettings`: plain settings, so a health check never waits for Redis."""
     redis_settings = RedisSettings.from_dsn(settings.redis_url)
@@ -73,13 +84,7 @@ def open_worker_pool(settings: Settings) -> ArqRedis:
         retry=LoggedRetry(ExponentialBackoff(cap=2.0, base=0.05), retries=-1),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
-    return ArqRedis(
-        connections,
-        job_serializer=codec.dumps,
-        job_deserializer=codec.loads,
-        default_queue_name=settings.queue_name,
-        expires_extra_ms=int(settings.job_expires_seconds * 1000),
-    )
+    return _platform_redis(connections, settings)
 
 
 class BoundedConnectionPool(ConnectionPool):
@@ -129,13 +134,7 @@ def open_api_pool(settings: Settings) -> ArqRedis:
         retry_on_error=[RedisConnectionError],
         health_check_interval=15,
     )
-    return ArqRedis(
-        connections,
-        job_serializer=codec.dumps,
-        job_deserializer=codec.loads,
-        default_queue_name=settings.queue_name,
-        expires_extra_ms=int(settings.job_expires_seconds * 1000),
-    )
+    return _platform_redis(connections, settings)
 
 
 def redacted(url: str) -> str:
