@@ -399,9 +399,10 @@ class PlatformWorker(Worker):
         if "retries exceeded" in message:
             # arq gives up when it is about to start try max+1; a try that left no record died with its worker.
             tries -= 1
-            lost = len(attempts.with_lost_tries(history, tries)) > len(history)
+            filled = attempts.with_lost_tries(history, tries)
+            lost = len(filled) > len(history)
             reason = "max tries exceeded: its worker stopped while running it" if lost else "max tries exceeded"
-            history = attempts.with_lost_tries(history, tries)
+            history = filled
         elif "not found" in message:
             reason = "function not registered on the worker"
         elif error_type == "DeserializationError":

@@ -52,6 +52,11 @@ def new_worker_info(queue: str) -> WorkerInfo:
     return WorkerInfo(f"{host}:{pid}:{uuid.uuid4().hex[:6]}", host, pid, queue, started_at=time.time())
 
 
+def stale_before(now: float, interval_s: float) -> float:
+    """Workers last seen before this are dead: they missed MISSED_BEATS_BEFORE_DEAD heartbeats."""
+    return now - interval_s * MISSED_BEATS_BEFORE_DEAD
+
+
 async def beat(redis: ArqRedis, info: WorkerInfo, interval_s: float) -> None:
     """Publish the worker's info once: a key with a TTL and its score in the live-workers set."""
     info.last_seen = time.time()
@@ -59,7 +64,7 @@ async def beat(redis: ArqRedis, info: WorkerInfo, interval_s: float) -> None:
     async with redis.pipeline(transaction=False) as pipe:
         pipe.set(keys.worker(info.worker_id), codec.dumps(asdict(info)), px=ttl_ms)
         pipe.zadd(keys.WORKERS, {info.worker_id: info.last_seen})
-        pipe.zremrangebyscore(keys.WORKERS, "-inf", info.last_seen - interval_s * MISSED_BEATS_BEFORE_DEAD)
+        pipe.zremrangebyscore(keys.WORKERS, "-inf", stale_before(info.last_seen, interval_s))
         await pipe.execute()
 
 

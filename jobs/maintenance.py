@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from core import keys
+from core import keys, workers
 from core.context import JobContext
 from core.registry import cron, every
 from settings import load_settings
@@ -15,7 +15,7 @@ _beat = _settings.heartbeat_every_seconds
 
 
 @cron(
-    second=every(_beat) if _beat < 60 else 0,
+    second=every(_beat),  # every(n) is 0 (on the minute) for n >= 60
     minute=None if _beat <= 60 else every(_beat // 60),
     timeout=10,
     keep_result=3600,
@@ -34,8 +34,8 @@ async def record_heartbeat(ctx: JobContext) -> dict[str, Any]:
 async def prune_stale_records(ctx: JobContext) -> dict[str, int]:
     """Drop records the platform no longer needs: dead workers, and progress of jobs that are gone."""
     redis = ctx["redis"]
-    stale_before = time.time() - 3 * _settings.health_check_interval_seconds
-    dead_workers = await redis.zremrangebyscore(keys.WORKERS, "-inf", stale_before)
+    cutoff = workers.stale_before(time.time(), _settings.health_check_interval_seconds)
+    dead_workers = await redis.zremrangebyscore(keys.WORKERS, "-inf", cutoff)
     orphaned = 0
     async for key in redis.scan_iter(match=keys.progress("*"), count=500):
         job_id = key.decode().removeprefix(keys.progress(""))
