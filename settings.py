@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = Field(
         2.0, gt=0, description="Connect and command timeout of the API's Redis calls (then 503)."
     )
+    max_result_bytes: int = Field(
+        1024 * 1024,
+        ge=1,
+        description="A job result larger than this (encoded as JSON) fails the try (`result_too_large`) and is "
+        "not stored.",
+    )
     result_wait_max_seconds: float = Field(30, ge=0, description="Upper bound of `GET /v1/jobs/{id}/result?wait=N`.")
     heartbeat_every_seconds: int = Field(
         60, ge=1, description="Schedule of the `record_heartbeat` cron job; must divide 60 or be a multiple of 60."

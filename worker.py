@@ -11,14 +11,14 @@ import arq.worker
 import uvloop
 
 from core.logging import configure_logging
-from core.platform_worker import PlatformWorker
-from core.registry import load_job_modules
+from core.registry import load_registry
+from core.worker import PlatformWorker
 from core.worker_config import worker_kwargs
 from settings import load_settings
 
 # arq's CLI builds `arq.worker.Worker(**WorkerSettings)`, looking the class up when it runs: pointing
 # that name at our subclass is how `arq worker.WorkerSettings` runs the platform's worker (same
-# arguments, reliability added; see core/platform_worker.py).
+# arguments, reliability added; see core/worker/worker.py).
 arq.worker.Worker = PlatformWorker  # type: ignore[misc]
 
 # arq's Worker makes its event loop when it is built: uvloop's runs the worker about 20% faster.
@@ -32,6 +32,6 @@ WorkerSettings = type(
     (),
     {
         "__doc__": "arq settings for the platform worker.",
-        **worker_kwargs(settings, load_job_modules(settings.job_modules)),
+        **worker_kwargs(settings, load_registry(settings)),
     },
 )

@@ -1,60 +1,83 @@
-"""The history of a job's failed tries (time, error type, message), kept in Redis beside the job."""
+"""The history of a job's failed tries (time, kind, error type, message, traceback), kept in Redis beside the
+job and written by the same script that ends the try. Read defensively: an entry that is not one is skipped."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from arq.connections import ArqRedis
+import structlog
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from core import codec, keys
+from core import codec
+from core.codec import ErrorKind, JobError
 
+log = structlog.get_logger("core")
 ATTEMPTS_TTL_S = 30 * 86_400
-WORKER_LOST = "WorkerLost"
+# A traceback is kept up to this many characters, its end (where the error is) kept.
+MAX_TRACEBACK_CHARS = 8_000
 
 
-def attempt(
-    job_try: int, error_type: str, message: str, duration_s: float | None, retry_in_s: float | None
-) -> dict[str, Any]:
+class Attempt(BaseModel):
+    """One failed try as stored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    try_: int
+    at: float | None = None
+    kind: str = ErrorKind.exception
+    error_type: str
+    message: str
+    traceback: str | None = None
+    duration_s: float | None = None
+    retry_in_s: float | None = None
+
+
+def attempt(job_try: int, error: JobError, duration_s: float | None, retry_in_s: float | None) -> dict[str, Any]:
     return {
         "try": job_try,
         "at": time.time(),
-        "error_type": error_type,
-        "message": message,
+        "kind": error.kind,
+        "error_type": error.type,
+        "message": error.message,
+        "traceback": error.traceback,
         "duration_s": None if duration_s is None else round(duration_s, 4),
         "retry_in_s": None if retry_in_s is None else round(retry_in_s, 3),
     }
 
 
-async def record(redis: ArqRedis, job_id: str, entry: dict[str, Any]) -> list[dict[str, Any]]:
-    """Append one failed try; returns the whole history, in one round trip."""
-    key = keys.attempts(job_id)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.rpush(key, codec.dumps(entry))
-        pipe.expire(key, ATTEMPTS_TTL_S)
-        pipe.lrange(key, 0, -1)
-        *_, raw = await pipe.execute()
-    return parse(raw)
+def bounded_traceback(text: str) -> str:
+    if len(text) <= MAX_TRACEBACK_CHARS:
+        return text
+    return "...\n" + text[-MAX_TRACEBACK_CHARS:]
 
 
-def parse(raw: list[bytes] | None) -> list[dict[str, Any]]:
-    history: list[dict[str, Any]] = []
+def parse(raw: list[bytes] | None) -> list[Attempt]:
+    history: list[Attempt] = []
     for item in raw or []:
         try:
-            history.append(codec.loads(item))
-        except ValueError:
-            continue
+            value = codec.loads(item)
+            history.append(Attempt(try_=value.pop("try"), **value) if isinstance(value, dict) else _bad(value))
+        except (ValueError, TypeError, KeyError, ValidationError):
+            log.warning("record.malformed", record="attempt", value=repr(item)[:80])
     return history
 
 
-def with_lost_tries(history: list[dict[str, Any]], last_try: int) -> list[dict[str, Any]]:
-    """Fill in the tries up to `last_try` that left no record: their worker died while running them."""
-    seen = {entry.get("try") for entry in history}
+def _bad(value: object) -> Attempt:
+    raise TypeError(f"not an attempt: {type(value).__name__}")
+
+
+def with_lost_tries(history: list[Attempt], last_try: int) -> list[Attempt]:
+    """Fill in the tries up to `last_try` that left no record: their worker stopped while running them."""
+    seen = {entry.try_ for entry in history}
     lost = [
-        attempt(n, WORKER_LOST, "the worker stopped while running this try", None, None)
+        Attempt(
+            try_=n,
+            kind=ErrorKind.worker_lost,
+            error_type=codec.KIND_TYPES[ErrorKind.worker_lost],
+            message="the worker stopped while running this try",
+        )
         for n in range(1, last_try + 1)
         if n not in seen
     ]
-    for entry in lost:
-        entry["at"] = None
-    return sorted(history + lost, key=lambda entry: int(entry.get("try") or 0))
+    return sorted(history + lost, key=lambda entry: entry.try_)

@@ -1,43 +1,83 @@
 """JSON on the wire for jobs and results: nothing a stranger writes into Redis is ever unpickled.
 
-arq stores a failed job's exception object in its result; JSON cannot hold one, so an exception is
-written as an `{"__error__": {"type", "message"}}` marker and read back as a `JobError`.
+arq stores a failed job's exception object in its result; JSON cannot hold one, so a failure is written as
+an `{"__error__": {"type", "message", "kind", "traceback"}}` marker and read back as a `JobError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from enum import StrEnum
 from typing import Any
 
 import orjson
 from pydantic import BaseModel
 
 ERROR_MARKER = "__error__"
-ABORTED_ERROR_TYPE = "CancelledError"
+
+
+class ErrorKind(StrEnum):
+    """Why a try failed, in the platform's own stable words (the `kind` of every error a client sees)."""
+
+    exception = "exception"  # the job raised; `type` is the exception's class name
+    timeout = "timeout"  # it ran past its timeout
+    aborted = "aborted"  # a client aborted it
+    invalid_arguments = "invalid_arguments"  # its stored kwargs no longer match its signature
+    unencodable_result = "unencodable_result"  # it returned something JSON cannot carry exactly
+    result_too_large = "result_too_large"  # its encoded result is over MAX_RESULT_BYTES
+    unknown_function = "unknown_function"  # no worker has its function registered
+    unreadable_payload = "unreadable_payload"  # its stored payload is not a job
+    expired = "expired"  # its payload expired before a worker took it
+    worker_lost = "worker_lost"  # its worker stopped (crashed, killed) while running it
+
+
+# The `type` shown for a failure the platform itself decided (an exception's own class name otherwise).
+KIND_TYPES = {
+    ErrorKind.timeout: "JobTimeout",
+    ErrorKind.aborted: "JobAborted",
+    ErrorKind.invalid_arguments: "InvalidArguments",
+    ErrorKind.unencodable_result: "UnencodableResult",
+    ErrorKind.result_too_large: "ResultTooLarge",
+    ErrorKind.unknown_function: "UnknownFunction",
+    ErrorKind.unreadable_payload: "UnreadablePayload",
+    ErrorKind.expired: "JobExpired",
+    ErrorKind.worker_lost: "WorkerLost",
+}
 
 
 class JobError(Exception):
-    """A job's failure as read back from Redis: the original exception's type name and message."""
+    """A job's failure as read back from Redis (or about to be written)."""
 
-    def __init__(self, type_: str, message: str) -> None:
+    def __init__(self, type_: str, message: str, kind: str = ErrorKind.exception, traceback: str | None = None) -> None:
         super().__init__(message)
         self.type = type_
         self.message = message
+        self.kind = kind
+        self.traceback = traceback
+
+    @classmethod
+    def of_kind(cls, kind: ErrorKind, message: str, traceback: str | None = None) -> JobError:
+        return cls(KIND_TYPES.get(kind, kind.value), message, kind, traceback)
 
     @property
     def aborted(self) -> bool:
-        return self.type == ABORTED_ERROR_TYPE
+        # "CancelledError" is how results written before error kinds existed say it.
+        return self.kind == ErrorKind.aborted or self.type == "CancelledError"
+
+    def marker(self) -> dict[str, dict[str, Any]]:
+        return {
+            ERROR_MARKER: {"type": self.type, "message": self.message, "kind": self.kind, "traceback": self.traceback}
+        }
 
 
-def error_marker(exc: BaseException) -> dict[str, dict[str, str]]:
+def error_marker(exc: BaseException) -> dict[str, dict[str, Any]]:
     if isinstance(exc, JobError):
-        return {ERROR_MARKER: {"type": exc.type, "message": exc.message}}
+        return exc.marker()
     if isinstance(exc, asyncio.CancelledError):
-        return {ERROR_MARKER: {"type": ABORTED_ERROR_TYPE, "message": str(exc) or "job was aborted"}}
+        return JobError.of_kind(ErrorKind.aborted, str(exc) or "job was aborted").marker()
     if isinstance(exc, TimeoutError):
-        message = str(exc) or "job timed out"
-        return {ERROR_MARKER: {"type": "TimeoutError", "message": message}}
-    return {ERROR_MARKER: {"type": type(exc).__name__, "message": str(exc)}}
+        return JobError.of_kind(ErrorKind.timeout, str(exc) or "job timed out").marker()
+    return JobError(type(exc).__name__, str(exc)).marker()
 
 
 def _default(value: Any) -> Any:
@@ -62,5 +102,10 @@ def loads(data: bytes) -> Any:
         result = decoded.get("r")
         marker = result.get(ERROR_MARKER) if isinstance(result, dict) else None
         if isinstance(marker, dict):
-            decoded["r"] = JobError(str(marker.get("type", "Error")), str(marker.get("message", "")))
+            decoded["r"] = JobError(
+                str(marker.get("type", "Error")),
+                str(marker.get("message", "")),
+                str(marker.get("kind") or ErrorKind.exception),
+                marker["traceback"] if isinstance(marker.get("traceback"), str) else None,
+            )
     return decoded

@@ -1,53 +1,87 @@
 """Dead letters: jobs that failed for good (tries exhausted, a fatal error, a poison job), kept in Redis with
-their kwargs and error history until deleted or requeued. Nothing that was accepted is silently dropped."""
+their kwargs and error until deleted or requeued. The worker writes one in the same script that ends the job
+(core/worker/record.py); its failed tries stay in the job's attempts list, kept as long as the letter.
+Records are read defensively: one that is not a dead letter is skipped and logged, never an error."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import structlog
 from arq.connections import ArqRedis
-from redis.asyncio.client import Pipeline
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core import codec, keys
+from core import attempts, codec, keys, wire
+from core.attempts import Attempt
+from core.codec import ErrorKind
+from core.scripts import MAX_WAKE_TOKENS, scripts
+
+log = structlog.get_logger("core")
 
 
-@dataclass
-class DeadLetter:
+class DeadLetter(BaseModel):  # type: ignore[no-redef]  # pydantic's mypy plugin trips on a field named kwargs
+    model_config = ConfigDict(extra="ignore")
+
     job_id: str
     function: str | None
     kwargs: dict[str, Any]
     tries: int
     reason: str
+    kind: str = ErrorKind.exception
     error_type: str
     error_message: str
+    traceback: str | None = None
     queue: str
-    failed_at: float = field(default_factory=time.time)
-    attempts: list[dict[str, Any]] = field(default_factory=list)
+    failed_at: float = Field(default_factory=time.time)
+    attempts: list[Attempt] = Field(default_factory=list, exclude=True)  # read from the job's attempts list
 
     @property
     def requeueable(self) -> bool:
         return self.function is not None
 
 
-def stage(pipe: Pipeline, letter: DeadLetter, ttl_s: float) -> None:
-    """Add the dead letter's writes to a pipeline (so it lands in the same transaction as the job's end)."""
-    pipe.set(keys.dead_letter(letter.job_id), codec.dumps(asdict(letter)), px=int(ttl_s * 1000) if ttl_s else None)
-    pipe.zadd(keys.DEAD_LETTERS, {letter.job_id: letter.failed_at})
+def encode(letter: DeadLetter) -> bytes:
+    return codec.dumps(letter.model_dump(mode="json"))
 
 
-def _parse(raw: bytes | None) -> DeadLetter | None:
+def _parse(job_id: str, raw: bytes | None) -> DeadLetter | None:
     if raw is None:
         return None
     try:
-        return DeadLetter(**codec.loads(raw))
-    except (ValueError, TypeError):
+        return DeadLetter.model_validate(codec.loads(raw))
+    except (ValueError, TypeError, ValidationError):
+        log.warning("record.malformed", record="dead_letter", job_id=job_id)
         return None
 
 
+async def _load(redis: ArqRedis, ids: list[str]) -> list[DeadLetter]:
+    """The letters of these ids with their tries, in one round trip; an expired one leaves the index."""
+    if not ids:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.get(keys.dead_letter(job_id))
+            pipe.lrange(keys.attempts(job_id), 0, -1)
+        rows = await pipe.execute()
+    letters, expired = [], []
+    for index, job_id in enumerate(ids):
+        raw, history = rows[2 * index], rows[2 * index + 1]
+        if raw is None:
+            expired.append(job_id)
+            continue
+        letter = _parse(job_id, raw)
+        if letter is not None:
+            letter.attempts = attempts.with_lost_tries(attempts.parse(history), letter.tries)
+            letters.append(letter)
+    if expired:  # their TTL ran out; drop them from the index too
+        await redis.zrem(keys.DEAD_LETTERS, *expired)
+    return letters
+
+
 async def get(redis: ArqRedis, job_id: str) -> DeadLetter | None:
-    return _parse(await redis.get(keys.dead_letter(job_id)))
+    found = await _load(redis, [job_id])
+    return found[0] if found else None
 
 
 async def page(redis: ArqRedis, offset: int, limit: int, function: str | None = None) -> tuple[int, list[DeadLetter]]:
@@ -55,32 +89,19 @@ async def page(redis: ArqRedis, offset: int, limit: int, function: str | None = 
     if function is None:
         total = await redis.zcard(keys.DEAD_LETTERS)
         ids = [i.decode() for i in await redis.zrevrange(keys.DEAD_LETTERS, offset, offset + limit - 1)]
-        letters = await _load(redis, ids)
-        return total, letters
+        return total, await _load(redis, ids)
     everything = await _load(redis, [i.decode() for i in await redis.zrevrange(keys.DEAD_LETTERS, 0, -1)])
     matching = [letter for letter in everything if letter.function == function]
     return len(matching), matching[offset : offset + limit]
 
 
-async def _load(redis: ArqRedis, ids: list[str]) -> list[DeadLetter]:
-    if not ids:
-        return []
-    raw = await redis.mget([keys.dead_letter(i) for i in ids])
-    letters, expired = [], []
-    for job_id, value in zip(ids, raw, strict=True):
-        letter = _parse(value)
-        if letter is None:
-            expired.append(job_id)
-        else:
-            letters.append(letter)
-    if expired:  # their TTL ran out; drop them from the index too
-        await redis.zrem(keys.DEAD_LETTERS, *expired)
-    return letters
-
-
 async def ids_of_function(redis: ArqRedis, function: str) -> list[str]:
     _, letters = await page(redis, 0, 1 << 30, function)
     return [letter.job_id for letter in letters]
+
+
+async def all_ids(redis: ArqRedis) -> list[str]:
+    return [i.decode() for i in await redis.zrange(keys.DEAD_LETTERS, 0, -1)]
 
 
 async def delete(redis: ArqRedis, job_ids: list[str]) -> int:
@@ -89,22 +110,9 @@ async def delete(redis: ArqRedis, job_ids: list[str]) -> int:
     async with redis.pipeline(transaction=True) as pipe:
         pipe.delete(*[keys.dead_letter(i) for i in job_ids])
         pipe.zrem(keys.DEAD_LETTERS, *job_ids)
-        deleted, _ = await pipe.execute()
+        pipe.delete(*[keys.attempts(i) for i in job_ids])
+        deleted, *_ = await pipe.execute()
     return int(deleted)
-
-
-# Atomic: only a job that is still dead, and not already queued again, is put back on the queue.
-_REQUEUE_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'not_found' end
-if redis.call('EXISTS', KEYS[3]) == 1 then return 'already_queued' end
-redis.call('DEL', KEYS[4], KEYS[5], KEYS[7], KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[4])
-redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
-redis.call('LPUSH', KEYS[8], '1')
-redis.call('LTRIM', KEYS[8], 0, 255)
-return 'requeued'
-"""
 
 
 async def requeue(redis: ArqRedis, queue_name: str, job_id: str) -> str:
@@ -115,10 +123,9 @@ async def requeue(redis: ArqRedis, queue_name: str, job_id: str) -> str:
     letter = await get(redis, job_id)
     if letter is None:
         return "not_found"
-    if not letter.requeueable:
+    if not letter.requeueable or letter.function is None:
         return "not_requeueable"
     now_ms = int(time.time() * 1000)
-    payload = codec.dumps({"t": None, "f": letter.function, "a": [], "k": letter.kwargs, "et": now_ms})
     script_keys = [
         keys.dead_letter(job_id),
         keys.DEAD_LETTERS,
@@ -129,6 +136,7 @@ async def requeue(redis: ArqRedis, queue_name: str, job_id: str) -> str:
         keys.attempts(job_id),
         keys.wake(queue_name),
     ]
-    args = [job_id, payload.decode(), str(now_ms), str(redis.expires_extra_ms)]
-    outcome = await redis.eval(_REQUEUE_SCRIPT, len(script_keys), *script_keys, *args)  # type: ignore[misc]
+    payload = wire.encode_job(letter.function, letter.kwargs, now_ms)
+    args: list[str | bytes | int] = [job_id, payload, now_ms, redis.expires_extra_ms, MAX_WAKE_TOKENS]
+    outcome = await scripts(redis).requeue_dead(keys=script_keys, args=args)
     return outcome.decode() if isinstance(outcome, bytes) else str(outcome)

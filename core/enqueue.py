@@ -1,8 +1,9 @@
 """Putting a registered job on the queue: validate first, then one round trip to Redis.
 
-arq's own enqueue costs three round trips (WATCH, EXISTS, MULTI/EXEC). A Lua script does the same
-work atomically in one: refuse an id that exists (queued, running, or with a kept result), write the
-job in arq's format and key layout, add it to the queue, and wake one sleeping worker.
+arq's own enqueue costs three round trips (WATCH, EXISTS, MULTI/EXEC). One script (core/lua/enqueue.lua) does
+the same work atomically: refuse an id that exists (queued, running, or with a kept result), write the job in
+arq's format and key layout, add it to the queue, and wake one sleeping worker. A batch is one call of the same
+script: all of it is written, or (Redis refusing the write) none of it.
 """
 
 from __future__ import annotations
@@ -15,37 +16,20 @@ from uuid import uuid4
 
 from arq.connections import ArqRedis
 from pydantic import ValidationError
-from redis.commands.core import AsyncScript
 
-from core import codec, keys
+from core import keys, wire
 from core.context import JobContext
-from core.registry import JobFunction, JobSpec, registry
-
-_ENQUEUE_SCRIPT = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  -- The same payload (same id and enqueue time) means this call is a retry of one that got through.
-  if current == ARGV[2] then return 1 end
-  return 0
-end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
-redis.call('LPUSH', KEYS[4], '1')
-redis.call('LTRIM', KEYS[4], 0, ARGV[5])
-return 1
-"""
-# Wake tokens kept at most: enough to wake every worker, bounded so an idle queue never grows.
-MAX_WAKE_TOKENS = 256
+from core.exact_json import Unencodable
+from core.registry import JobFunction, JobSpec, spec_of
+from core.scripts import MAX_WAKE_TOKENS, scripts
 
 
 class InvalidBatchItem(ValueError):
-    """One job of a batch failed validation; nothing of the batch was written."""
+    """Items of a batch failed validation; nothing of the batch was written. `errors` maps index -> error."""
 
-    def __init__(self, index: int, error: ValidationError) -> None:
-        super().__init__(f"job {index}: {error}")
-        self.index = index
-        self.error = error
+    def __init__(self, errors: dict[int, ValidationError | Unencodable | ValueError]) -> None:
+        super().__init__("; ".join(f"job {index}: {error}" for index, error in errors.items()))
+        self.errors = errors
 
 
 class DuplicateJob(Exception):
@@ -53,6 +37,16 @@ class DuplicateJob(Exception):
 
     def __init__(self, job_id: str) -> None:
         super().__init__(f"a job with id {job_id!r} already exists")
+        self.job_id = job_id
+
+
+class ReservedJobId(ValueError):
+    """A client gave a job id in the platform's own namespace (cron ticks, fan-out children)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"job ids starting with {keys.PLATFORM_JOB_ID_PREFIX!r} are reserved for the platform's own jobs"
+        )
         self.job_id = job_id
 
 
@@ -78,19 +72,23 @@ class JobRequest:
     defer_until: datetime | None = None
 
 
-def _script(pool: ArqRedis) -> AsyncScript:
-    """The enqueue script bound to this pool, made once: calls go by EVALSHA, not the whole source."""
-    script: AsyncScript | None = getattr(pool, "_platform_enqueue_script", None)
-    if script is None:
-        script = pool.register_script(_ENQUEUE_SCRIPT)
-        pool._platform_enqueue_script = script  # type: ignore[attr-defined]
-    return script
+@dataclass(frozen=True)
+class _Prepared:
+    job_id: str
+    payload: bytes
+    score: int
+    expires_ms: int
+    accepted: Enqueued
 
 
-def _prepare(
-    request: JobRequest, queue_name: str, now: datetime, expires_after_ms: int
-) -> tuple[list[str], list[Any], Enqueued]:
-    """Validate and encode one job: the script's keys and arguments, and what the caller is told."""
+def _now_ms_precision() -> datetime:
+    """Now, to the millisecond: what Redis keeps of a job's times, so the answer and a later read agree."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _prepare(request: JobRequest, now: datetime, expires_after_ms: int) -> _Prepared:
+    """Validate and encode one job (raises ValidationError, or Unencodable for a value JSON cannot carry)."""
     wire_kwargs = request.spec.json_kwargs(request.kwargs)
     job_id = request.job_id or uuid4().hex
     if request.defer_until is not None:
@@ -100,10 +98,19 @@ def _prepare(
     now_ms = int(now.timestamp() * 1000)
     score = int(scheduled_at.timestamp() * 1000)
     expires_ms = max(score - now_ms, 0) + expires_after_ms
-    payload = codec.dumps({"t": None, "f": request.spec.name, "a": [], "k": wire_kwargs, "et": now_ms})
-    script_keys = [keys.job(job_id), keys.result(job_id), queue_name, keys.wake(queue_name)]
-    args = [job_id, payload, score, expires_ms, MAX_WAKE_TOKENS - 1]
-    return script_keys, args, Enqueued(job_id, now, max(scheduled_at, now))
+    payload = wire.encode_job(request.spec.name, wire_kwargs, now_ms)
+    return _Prepared(job_id, payload, score, expires_ms, Enqueued(job_id, now, max(scheduled_at, now)))
+
+
+async def _write(pool: ArqRedis, queue_name: str, prepared: Sequence[_Prepared]) -> list[bool]:
+    """One script call for all of them: True written, False the id exists."""
+    script_keys = [queue_name, keys.wake(queue_name)]
+    args: list[Any] = [MAX_WAKE_TOKENS]
+    for item in prepared:
+        script_keys += [keys.job(item.job_id), keys.result(item.job_id)]
+        args += [item.job_id, item.payload, item.score, item.expires_ms]
+    written = await scripts(pool).enqueue(keys=script_keys, args=args)
+    return [bool(flag) for flag in written]
 
 
 async def enqueue(
@@ -116,48 +123,63 @@ async def enqueue(
     defer_until: datetime | None = None,
     queue_name: str | None = None,
 ) -> Enqueued:
-    """Validate `kwargs` against the job's signature and enqueue it; raises ValidationError or DuplicateJob."""
+    """Validate `kwargs` against the job's signature and enqueue it; raises ValidationError, Unencodable or
+    DuplicateJob."""
     request = JobRequest(spec, kwargs, job_id, defer_by, defer_until)
-    script_keys, args, accepted = _prepare(
-        request, queue_name or pool.default_queue_name, datetime.now(UTC), pool.expires_extra_ms
-    )
-    if not await _script(pool)(keys=script_keys, args=args):
-        raise DuplicateJob(accepted.job_id)
-    return accepted
+    prepared = _prepare(request, _now_ms_precision(), pool.expires_extra_ms)
+    (written,) = await _write(pool, queue_name or pool.default_queue_name, [prepared])
+    if not written:
+        raise DuplicateJob(prepared.job_id)
+    return prepared.accepted
 
 
 async def enqueue_many(
     pool: ArqRedis, requests: Sequence[JobRequest], *, queue_name: str | None = None
 ) -> list[Enqueued | DuplicateJob]:
-    """Enqueue many jobs in one pipelined round trip; validates all of them before writing any
-    (raises InvalidBatchItem), and reports an existing id as a DuplicateJob in its place."""
-    now = datetime.now(UTC)
-    prepared = []
+    """Enqueue many jobs in one atomic call; validates all of them first and raises InvalidBatchItem naming
+    every bad one (an id given twice in the batch is one); an existing id is a DuplicateJob in its place."""
+    prepared = prepare_many(requests, pool.expires_extra_ms)
+    if not prepared:
+        return []
+    written = await _write(pool, queue_name or pool.default_queue_name, prepared)
+    return [item.accepted if ok else DuplicateJob(item.job_id) for item, ok in zip(prepared, written, strict=True)]
+
+
+def prepare_many(requests: Sequence[JobRequest], expires_after_ms: int) -> list[_Prepared]:
+    """Validate and encode a batch; raises InvalidBatchItem naming every bad item."""
+    now = _now_ms_precision()
+    prepared: list[_Prepared] = []
+    errors: dict[int, ValidationError | Unencodable | ValueError] = {}
+    seen: dict[str, int] = {}
     for index, request in enumerate(requests):
         try:
-            prepared.append(_prepare(request, queue_name or pool.default_queue_name, now, pool.expires_extra_ms))
-        except ValidationError as exc:
-            raise InvalidBatchItem(index, exc) from None
-    script = _script(pool)
-    async with pool.pipeline(transaction=False) as pipe:
-        for script_keys, args, _ in prepared:
-            await script(keys=script_keys, args=args, client=pipe)
-        written = await pipe.execute()
-    return [
-        accepted if ok else DuplicateJob(accepted.job_id)
-        for (_, _, accepted), ok in zip(prepared, written, strict=True)
-    ]
+            item = _prepare(request, now, expires_after_ms)
+        except (ValidationError, Unencodable) as exc:
+            errors[index] = exc
+            continue
+        if request.job_id is not None and request.job_id in seen:
+            errors[index] = ValueError(
+                f"job_id {request.job_id!r} is given twice in the batch (job {seen[request.job_id]})"
+            )
+            continue
+        seen[item.job_id] = index
+        prepared.append(item)
+    if errors:
+        raise InvalidBatchItem(errors)
+    return prepared
 
 
 async def enqueue_from_job(ctx: JobContext, function: JobFunction, *, _job_id: str | None = None, **kwargs: Any) -> str:
-    """Fan out from inside a job: enqueue another registered job by its function; returns its id.
+    """Fan out from inside a job: enqueue another job by its function; returns its id.
 
-    Give the child an id derived from the parent's input (`_job_id=f"order-{order_id}:receipt"`) and a
-    re-run of the parent (after a crash, or a retry) finds the child already there instead of adding it twice.
+    Give the child an id derived from the parent's input (`_job_id=f"order-{order_id}:receipt"`) and a re-run
+    of the parent (after a crash, or a retry) finds the child already there instead of adding it twice. The id
+    is put in the platform's namespace (`platform:order-1:receipt`), where no client can take it first.
     """
-    spec = registry.spec_of(function)
+    spec = spec_of(function)
+    job_id = keys.child_job_id(_job_id) if _job_id is not None else None
     try:
-        accepted = await enqueue(ctx["redis"], spec, kwargs, job_id=_job_id, queue_name=ctx.get("queue_name"))
+        accepted = await enqueue(ctx["redis"], spec, kwargs, job_id=job_id, queue_name=ctx.get("queue_name"))
     except DuplicateJob as exc:
         return exc.job_id
     return accepted.job_id

@@ -20,11 +20,12 @@ MAX_DEPTH = 200  # below orjson's own recursion limit (255), so a deep value is 
 
 
 class Unencodable(ValueError):
-    """A value JSON cannot carry exactly; `path` says where (`$` is the value itself)."""
+    """A value JSON cannot carry exactly; `loc` says where (keys and indexes; empty is the value itself)."""
 
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
+    def __init__(self, loc: tuple[str | int, ...], reason: str) -> None:
+        self.path = "$" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+        super().__init__(f"{self.path}: {reason}")
+        self.loc = loc
         self.reason = reason
 
 
@@ -41,7 +42,7 @@ def dumps_exact(value: Any) -> bytes:
     try:
         encoded = orjson.dumps(value, default=_default)
     except (TypeError, orjson.JSONEncodeError) as exc:
-        raise find_unencodable(value) or Unencodable("$", str(exc)) from None
+        raise find_unencodable(value) or Unencodable((), str(exc)) from None
     if b"null" in encoded:  # NaN and infinities come out as null: tell them apart from a real None
         problem = find_unencodable(value)
         if problem is not None:
@@ -49,46 +50,40 @@ def dumps_exact(value: Any) -> bytes:
     return encoded
 
 
-def _key_path(path: str, key: object) -> str:
-    return f"{path}.{key}" if isinstance(key, str) and key.isidentifier() else f"{path}[{key!r}]"
-
-
-def find_unencodable(value: Any, path: str = "$", depth: int = 0) -> Unencodable | None:
+def find_unencodable(value: Any, loc: tuple[str | int, ...] = (), depth: int = 0) -> Unencodable | None:
     """The first part of `value` that JSON cannot carry exactly, or None."""
     if depth > MAX_DEPTH:
-        return Unencodable(path, f"nested deeper than {MAX_DEPTH} levels")
+        return Unencodable(loc, f"nested deeper than {MAX_DEPTH} levels")
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return None if INT_MIN <= value <= INT_MAX else Unencodable(path, "integer beyond 64 bits")
+        return None if INT_MIN <= value <= INT_MAX else Unencodable(loc, "integer beyond 64 bits")
     if isinstance(value, float):
-        return None if math.isfinite(value) else Unencodable(path, f"{value!r} is not a JSON number")
+        return None if math.isfinite(value) else Unencodable(loc, f"{value!r} is not a JSON number")
     if isinstance(value, str):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            return Unencodable(path, "string holds a lone surrogate (not valid Unicode)")
+            return Unencodable(loc, "string holds a lone surrogate (not valid Unicode)")
         return None
     if isinstance(value, BaseModel):
-        return find_unencodable(value.model_dump(mode="python"), path, depth)
+        return find_unencodable(value.model_dump(mode="python"), loc, depth)
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                return Unencodable(path, f"key {key!r} is not a string")
-            problem = find_unencodable(key, _key_path(path, "<key>"), depth + 1) or find_unencodable(
-                item, _key_path(path, key), depth + 1
-            )
+                return Unencodable(loc, f"key {key!r} is not a string")
+            problem = find_unencodable(key, loc, depth + 1) or find_unencodable(item, (*loc, key), depth + 1)
             if problem is not None:
                 return problem
         return None
     if isinstance(value, (list, tuple, set, frozenset)):
         for index, item in enumerate(value):
-            problem = find_unencodable(item, f"{path}[{index}]", depth + 1)
+            problem = find_unencodable(item, (*loc, index), depth + 1)
             if problem is not None:
                 return problem
         return None
     try:  # what orjson carries natively (datetime, UUID, enum, dataclass): fine if it encodes
         orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError):
-        return Unencodable(path, f"{type(value).__name__} is not JSON")
+        return Unencodable(loc, f"{type(value).__name__} is not JSON")
     return None

@@ -11,10 +11,10 @@ from pydantic_core import to_jsonable_python
 
 from core import codec, keys
 from core.context import JobContext
+from core.scripts import scripts
 
 T = TypeVar("T")
 DEFAULT_TTL_S = 7 * 86_400
-_RELEASE_IF_OWNER = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 async def once(
@@ -50,4 +50,4 @@ async def once(
         await redis.set(done_key, codec.dumps({"result": to_jsonable_python(value)}), px=int(ttl_s * 1000))
         return value
     finally:
-        await redis.eval(_RELEASE_IF_OWNER, 1, lock_key, owner)  # type: ignore[misc]
+        await scripts(redis).release_lock(keys=[lock_key], args=[owner])

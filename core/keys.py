@@ -17,6 +17,14 @@ from arq.constants import (
 
 PREFIX = "platform:"
 ABORT_SET = abort_jobs_ss
+# Prefixes of arq's per-job keys, for the scripts that find job ids as they go (the claim).
+JOB_PREFIX = job_key_prefix
+RESULT_PREFIX = result_key_prefix
+LEASE_PREFIX = in_progress_key_prefix
+TRY_PREFIX = retry_key_prefix
+# Job ids the platform makes itself (cron ticks, fan-out children) start with this; the API refuses it from
+# clients, so nobody can take such an id first and suppress the job.
+PLATFORM_JOB_ID_PREFIX = "platform:"
 WORKERS = PREFIX + "workers"
 DEAD_LETTERS = PREFIX + "dead"
 
@@ -72,3 +80,21 @@ def once(key: str) -> str:
 
 def once_lock(key: str) -> str:
     return f"{PREFIX}once-lock:{key}"
+
+
+def cron_ticks(name: str) -> str:
+    """The ticks of a cron job that ran (a bounded sorted set), so a tick that never ran is counted as missed."""
+    return f"{PREFIX}cron-ticks:{name}"
+
+
+def cron_tick_job_id(name: str, tick_ms: int) -> str:
+    return f"{PLATFORM_JOB_ID_PREFIX}cron:{name}:{tick_ms}"
+
+
+def child_job_id(job_id: str) -> str:
+    """The id of a job a job enqueues with an id of its own choosing (fan-out), in the platform's namespace."""
+    return job_id if job_id.startswith(PLATFORM_JOB_ID_PREFIX) else f"{PLATFORM_JOB_ID_PREFIX}{job_id}"
+
+
+def is_platform_job_id(job_id: str) -> bool:
+    return job_id.startswith(PLATFORM_JOB_ID_PREFIX)

@@ -1,29 +1,42 @@
-"""Progress a running job reports, stored in Redis so `GET /v1/jobs/{id}` can show it."""
+"""Progress a running job reports, stored in Redis so `GET /v1/jobs/{id}` can show it. Read defensively: a
+value that is not a progress record shows as no progress, never an error."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+
+import structlog
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core import codec, keys
 from core.context import JobContext
 
+log = structlog.get_logger("core")
 PROGRESS_TTL_S = 7 * 86_400
+
+
+class Progress(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    done: int | float
+    total: int | float | None = None
+    percent: float | None = None
+    message: str = ""
+    updated_at: float | None = None
 
 
 async def report_progress(ctx: JobContext, done: float, total: float | None = None, message: str = "") -> None:
     """Record how far the current job is; `percent` is derived when `total` is given."""
     percent = round(100 * done / total, 1) if total else None
-    record: dict[str, Any] = {"done": done, "total": total, "percent": percent, "message": message}
-    record["updated_at"] = time.time()
+    record = Progress(done=done, total=total, percent=percent, message=message, updated_at=time.time())
     await ctx["redis"].set(keys.progress(ctx["job_id"]), codec.dumps(record), ex=PROGRESS_TTL_S)
 
 
-def parse_progress(raw: bytes | None) -> dict[str, Any] | None:
+def parse_progress(raw: bytes | None) -> Progress | None:
     if raw is None:
         return None
     try:
-        value = codec.loads(raw)
-    except ValueError:  # not ours (never unpickled): show no progress rather than fail the read
+        return Progress.model_validate(codec.loads(raw))
+    except (ValueError, TypeError, ValidationError):
+        log.warning("record.malformed", record="progress")
         return None
-    return value if isinstance(value, dict) else None

@@ -1,8 +1,12 @@
-"""The registry of job functions and cron jobs, and the argument contract derived from each signature.
+"""Job functions and cron jobs, and the argument contract derived from each signature.
 
-A job is an `async def name(ctx: JobContext, arg: T, ...)`; its annotated parameters become a pydantic
-model, so the API validates a request (and publishes a JSON schema) before anything reaches Redis,
-and the worker validates the same contract again before the function runs.
+A job is an `async def name(ctx: JobContext, arg: T, ...)` marked with `@job`; its annotated parameters
+become a pydantic model, so the API validates a request (and publishes a JSON schema) before anything reaches
+Redis, and the worker validates the same contract again before the function runs. Its return annotation, when
+it has one, is the contract its result is encoded against.
+
+Decorating only marks a function. A `Registry` is built at start-up from the job modules named in settings
+(`Registry.build`), so each app, worker or test builds its own: there is no process-global registry.
 """
 
 from __future__ import annotations
@@ -10,15 +14,23 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar, get_type_hints, overload
+from dataclasses import dataclass, field, replace
+from types import ModuleType
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, get_type_hints, overload
 
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
 
+from core.context import JobContext
 from core.retry import RetryPolicy
+from settings import Settings
 
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 JobFunction = Callable[..., Awaitable[Any]]
-F = TypeVar("F", bound=JobFunction)
+CronSchedule = dict[str, int | set[int] | None]
+JOB_ATTRIBUTE = "__platform_job__"
+CRON_ATTRIBUTE = "__platform_cron__"
 
 
 class UnknownFunction(LookupError):
@@ -27,6 +39,10 @@ class UnknownFunction(LookupError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no job function named {name!r} is registered")
         self.name = name
+
+
+class JobModulesError(ImportError):
+    """A module named in JOB_MODULES cannot be imported; the message is one line, naming the module."""
 
 
 @dataclass(frozen=True)
@@ -41,13 +57,14 @@ class JobOptions:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A registered job: its public name, the coroutine, its argument model and options."""
+    """A job: its public name, the coroutine, its argument model, result contract and options."""
 
     name: str
     function: JobFunction
     arguments: type[BaseModel]
     description: str
     options: JobOptions
+    returns: TypeAdapter[Any] | None = None
 
     def validate(self, kwargs: dict[str, Any]) -> BaseModel:
         """Validate keyword arguments against the signature; raises pydantic's ValidationError."""
@@ -58,14 +75,33 @@ class JobSpec:
         return self.validate(kwargs).model_dump(mode="json")
 
 
+class Job(Protocol[P, R_co]):
+    """A function marked with `@job`: still the coroutine function, typed by its parameters after `ctx`, so a
+    typed enqueue (`enqueue(send_welcome_email, email=..., name=...)`) is checked against its signature."""
+
+    __name__: str
+
+    def __call__(self, ctx: JobContext, /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R_co]: ...
+
+
+@dataclass(frozen=True)
+class CronDeclaration:
+    """What `@cron` records; the schedule may depend on settings, so it is resolved when a registry is built."""
+
+    schedule: CronSchedule | None
+    schedule_from: Callable[[Settings], CronSchedule] | None
+    options: JobOptions
+    run_at_startup: bool
+
+
 @dataclass(frozen=True)
 class CronSpec:
-    """A registered cron job: a job without arguments that runs on a schedule."""
+    """A cron job: a job without arguments that runs on a schedule."""
 
     name: str
     function: JobFunction
     description: str
-    schedule: dict[str, int | set[int] | None]
+    schedule: CronSchedule
     options: JobOptions
     run_at_startup: bool = False
 
@@ -89,87 +125,186 @@ def arguments_model(function: JobFunction) -> type[BaseModel]:
         default = ... if parameter.default is parameter.empty else parameter.default
         fields[parameter.name] = (hints[parameter.name], default)
     model_name = "".join(part.title() for part in function.__name__.split("_")) + "Arguments"
-    return create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
+    config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    return create_model(model_name, __config__=config, **fields)
+
+
+def result_contract(function: JobFunction) -> TypeAdapter[Any] | None:
+    """The adapter that encodes the job's result, from its return annotation (None when it declares none)."""
+    annotation = get_type_hints(function, include_extras=True).get("return")
+    if annotation is None or annotation is Any or annotation is type(None):
+        return None
+    return TypeAdapter(annotation)
+
+
+def _check_coroutine(function: JobFunction) -> None:
+    if not inspect.iscoroutinefunction(function):
+        raise TypeError(f"{function.__name__} must be an async def")
+
+
+def _mark(function: JobFunction, options: JobOptions) -> None:
+    _check_coroutine(function)
+    spec = JobSpec(
+        function.__name__, function, arguments_model(function), _describe(function), options, result_contract(function)
+    )
+    setattr(function, JOB_ATTRIBUTE, spec)
+
+
+@overload
+def job(function: Callable[Concatenate[JobContext, P], Awaitable[R]]) -> Job[P, R]: ...
+
+
+@overload
+def job(
+    *,
+    timeout: float | None = None,
+    max_tries: int | None = None,
+    keep_result: float | None = None,
+    retry: RetryPolicy | None = None,
+) -> Callable[[Callable[Concatenate[JobContext, P], Awaitable[R]]], Job[P, R]]: ...
+
+
+def job(
+    function: Any = None,
+    *,
+    timeout: float | None = None,
+    max_tries: int | None = None,
+    keep_result: float | None = None,
+    retry: RetryPolicy | None = None,
+) -> Any:
+    """Mark a job function; usable as `@job` or `@job(timeout=30, max_tries=3, retry=RetryPolicy(...))`."""
+    options = JobOptions(timeout_s=timeout, max_tries=max_tries, keep_result_s=keep_result, retry=retry)
+
+    def mark(fn: JobFunction) -> JobFunction:
+        _mark(fn, options)
+        return fn
+
+    return mark(function) if function is not None else mark
+
+
+F = TypeVar("F", bound=JobFunction)
+
+
+def cron(
+    *,
+    second: int | set[int] | None = 0,
+    minute: int | set[int] | None = None,
+    hour: int | set[int] | None = None,
+    day: int | set[int] | None = None,
+    month: int | set[int] | None = None,
+    weekday: int | set[int] | None = None,
+    schedule_from: Callable[[Settings], CronSchedule] | None = None,
+    run_at_startup: bool = False,
+    timeout: float | None = None,
+    keep_result: float | None = None,
+) -> Callable[[F], F]:
+    """Mark an argument-less job to run on a schedule (arq's cron fields, UTC; None means every). A schedule
+    that depends on settings is given as `schedule_from=lambda settings: {...}` and resolved at start-up."""
+
+    def mark(fn: F) -> F:
+        _check_coroutine(fn)
+        if len(inspect.signature(fn).parameters) != 1:
+            raise TypeError(f"cron job {fn.__name__} must take only the job context")
+        schedule = {"month": month, "day": day, "weekday": weekday, "hour": hour, "minute": minute, "second": second}
+        options = JobOptions(timeout_s=timeout, max_tries=1, keep_result_s=keep_result)
+        declaration = CronDeclaration(None if schedule_from else schedule, schedule_from, options, run_at_startup)
+        setattr(fn, CRON_ATTRIBUTE, declaration)
+        return fn
+
+    return mark
+
+
+def every(seconds: int) -> set[int] | int:
+    """Cron `second` (or `minute`) values for "every N": every(15) -> {0, 15, 30, 45}."""
+    return set(range(0, 60, seconds)) if seconds < 60 else 0
+
+
+def spec_of(function: JobFunction) -> JobSpec:
+    """The contract of a function marked with `@job`."""
+    spec: JobSpec | None = getattr(function, JOB_ATTRIBUTE, None)
+    if spec is None:
+        raise UnknownFunction(getattr(function, "__name__", repr(function)))
+    return spec
 
 
 @dataclass
 class Registry:
-    """Name -> job and cron specs. One per process; jobs register by importing their module."""
+    """Name -> job and cron specs, built from the job modules at start-up."""
 
     jobs: dict[str, JobSpec] = field(default_factory=dict)
     crons: dict[str, CronSpec] = field(default_factory=dict)
 
-    def _check_new(self, function: JobFunction) -> None:
-        if not inspect.iscoroutinefunction(function):
-            raise TypeError(f"{function.__name__} must be an async def")
-        existing = self.jobs.get(function.__name__) or self.crons.get(function.__name__)
+    def _check_new(self, name: str, function: JobFunction) -> None:
+        existing = self.jobs.get(name) or self.crons.get(name)
         if existing is not None and existing.function is not function:
-            raise ValueError(f"a job named {function.__name__!r} is already registered")
+            raise ValueError(f"a job named {name!r} is already registered")
 
-    @overload
-    def job(self, function: F) -> F: ...
+    def add(self, function: JobFunction, settings: Settings | None = None) -> None:
+        """Register one marked function (a `@job` or a `@cron`)."""
+        spec: JobSpec | None = getattr(function, JOB_ATTRIBUTE, None)
+        declaration: CronDeclaration | None = getattr(function, CRON_ATTRIBUTE, None)
+        if spec is not None:
+            self._check_new(spec.name, function)
+            self.jobs[spec.name] = spec
+        elif declaration is not None:
+            self._check_new(function.__name__, function)
+            schedule = declaration.schedule
+            if declaration.schedule_from is not None:
+                schedule = declaration.schedule_from(settings or Settings())
+            assert schedule is not None
+            self.crons[function.__name__] = CronSpec(
+                function.__name__,
+                function,
+                _describe(function),
+                schedule,
+                declaration.options,
+                declaration.run_at_startup,
+            )
+        else:
+            raise TypeError(f"{getattr(function, '__name__', function)!r} is not marked with @job or @cron")
 
-    @overload
-    def job(
-        self,
-        *,
-        timeout: float | None = None,
-        max_tries: int | None = None,
-        keep_result: float | None = None,
-        retry: RetryPolicy | None = None,
-    ) -> Callable[[F], F]: ...
+    def job(self, function: JobFunction | None = None, **options: Any) -> Any:
+        """Mark and register in one step (tests and scripts; modules use the plain `@job`)."""
 
-    def job(
-        self,
-        function: F | None = None,
-        *,
-        timeout: float | None = None,
-        max_tries: int | None = None,
-        keep_result: float | None = None,
-        retry: RetryPolicy | None = None,
-    ) -> F | Callable[[F], F]:
-        """Register a job function; usable as `@job` or `@job(timeout=30, max_tries=3, retry=RetryPolicy(...))`."""
-
-        def register(fn: F) -> F:
-            self._check_new(fn)
-            options = JobOptions(timeout_s=timeout, max_tries=max_tries, keep_result_s=keep_result, retry=retry)
-            self.jobs[fn.__name__] = JobSpec(fn.__name__, fn, arguments_model(fn), _describe(fn), options)
+        def register(fn: JobFunction) -> JobFunction:
+            if options or getattr(fn, JOB_ATTRIBUTE, None) is None:
+                job(**options)(fn)
+            self.add(fn)
             return fn
 
         return register(function) if function is not None else register
 
-    def cron(
-        self,
-        *,
-        second: int | set[int] | None = 0,
-        minute: int | set[int] | None = None,
-        hour: int | set[int] | None = None,
-        day: int | set[int] | None = None,
-        month: int | set[int] | None = None,
-        weekday: int | set[int] | None = None,
-        run_at_startup: bool = False,
-        timeout: float | None = None,
-        keep_result: float | None = None,
-    ) -> Callable[[F], F]:
-        """Register an argument-less job to run on a schedule (arq's cron fields; None means every)."""
-
+    def cron(self, **options: Any) -> Callable[[F], F]:
         def register(fn: F) -> F:
-            self._check_new(fn)
-            if len(inspect.signature(fn).parameters) != 1:
-                raise TypeError(f"cron job {fn.__name__} must take only the job context")
-            schedule = {
-                "month": month,
-                "day": day,
-                "weekday": weekday,
-                "hour": hour,
-                "minute": minute,
-                "second": second,
-            }
-            options = JobOptions(timeout_s=timeout, max_tries=1, keep_result_s=keep_result)
-            self.crons[fn.__name__] = CronSpec(fn.__name__, fn, _describe(fn), schedule, options, run_at_startup)
+            self.add(cron(**options)(fn))
             return fn
 
         return register
+
+    def add_module(self, module: ModuleType, settings: Settings | None = None, seen: set[str] | None = None) -> None:
+        """Register every marked function of a module, and of its submodules it imports (a package)."""
+        seen = set() if seen is None else seen
+        if module.__name__ in seen:
+            return
+        seen.add(module.__name__)
+        for value in list(vars(module).values()):
+            if isinstance(value, ModuleType):
+                if value.__name__.startswith(module.__name__ + "."):
+                    self.add_module(value, settings, seen)
+            elif callable(value) and (hasattr(value, JOB_ATTRIBUTE) or hasattr(value, CRON_ATTRIBUTE)):
+                self.add(value, settings)
+
+    @classmethod
+    def build(cls, modules: Iterable[str], settings: Settings | None = None) -> Registry:
+        """Import the job modules and register what they mark."""
+        registry = cls()
+        for name in modules:
+            try:
+                module = importlib.import_module(name)
+            except ImportError as exc:
+                raise JobModulesError(f"JOB_MODULES names {name!r}, which cannot be imported: {exc}") from None
+            registry.add_module(module, settings)
+        return registry
 
     def get(self, name: str) -> JobSpec:
         try:
@@ -178,24 +313,23 @@ class Registry:
             raise UnknownFunction(name) from None
 
     def spec_of(self, function: JobFunction) -> JobSpec:
-        return self.get(function.__name__)
+        return self.get(spec_of(function).name)
+
+    def replace_job(self, name: str, **changes: Any) -> None:
+        """A copy of one job's spec with some fields changed (tests tune options this way)."""
+        self.jobs[name] = replace(self.jobs[name], **changes)
 
 
-registry = Registry()
-job = registry.job
-cron = registry.cron
+def load_job_modules(modules: Iterable[str], settings: Settings | None = None) -> Registry:
+    """The registry of these modules (kept for callers of the old name)."""
+    return Registry.build(modules, settings)
 
 
-def every(seconds: int) -> set[int] | int:
-    """Cron `second` (or `minute`) values for "every N": every(15) -> {0, 15, 30, 45}."""
-    return set(range(0, 60, seconds)) if seconds < 60 else 0
+def load_registry(settings: Settings) -> Registry:
+    """The registry of JOB_MODULES; a module that cannot be imported is a one-line settings error."""
+    from settings import SettingsError
 
-
-def load_job_modules(modules: Iterable[str]) -> Registry:
-    """Import the modules that hold jobs so their decorators register them; returns the registry."""
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ImportError(f"JOB_MODULES names {module!r}, which cannot be imported: {exc}") from exc
-    return registry
+    try:
+        return Registry.build(settings.job_modules, settings)
+    except JobModulesError as exc:
+        raise SettingsError(f"invalid setting JOB_MODULES: {exc}") from None

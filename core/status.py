@@ -10,8 +10,10 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from core import attempts, codec, keys
-from core.progress import parse_progress
+from core import attempts, codec, keys, wire
+from core.attempts import Attempt
+from core.codec import ErrorKind
+from core.progress import Progress, parse_progress
 
 
 class JobState(StrEnum):
@@ -31,6 +33,8 @@ class JobState(StrEnum):
 class JobFailure:
     type: str
     message: str
+    kind: str = ErrorKind.exception
+    traceback: str | None = None
 
 
 @dataclass
@@ -46,44 +50,52 @@ class JobRecord:
     scheduled_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    progress: dict[str, Any] | None = None
+    progress: Progress | None = None
     result: Any = None
     error: JobFailure | None = None
-    attempts: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
 
 
-def _dt(ms: float | int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def _decode(raw: bytes) -> dict[str, Any] | None:
-    try:
-        value = codec.loads(raw)
-    except ValueError:
+def _dt(ms: object) -> datetime | None:
+    """Milliseconds since the epoch as a UTC time; anything else (a stray record) as None."""
+    if isinstance(ms, bool) or not isinstance(ms, int | float):
         return None
-    return value if isinstance(value, dict) else None
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
-def _from_result(job_id: str, raw: bytes, progress: dict[str, Any] | None) -> JobRecord:
-    data = _decode(raw)
+def _kwargs(data: dict[str, Any] | None) -> dict[str, Any]:
+    value = data.get("k") if data else None
+    return value if isinstance(value, dict) else {}
+
+
+def _from_result(job_id: str, raw: bytes, progress: Progress | None) -> JobRecord:
+    data = wire.decode_result(raw)
     if data is None:
-        failure = JobFailure("DeserializationError", "the stored result is not valid JSON")
+        failure = JobFailure("UnreadableResult", "the stored result is not valid JSON", ErrorKind.unreadable_payload)
         return JobRecord(job_id, None, {}, JobState.failed, 0, error=failure, progress=progress)
     outcome = data.get("r")
-    if data.get("s"):
+    if data.get("s") is True:
         status, result, error = JobState.complete, outcome, None
     elif isinstance(outcome, codec.JobError):
         status = JobState.aborted if outcome.aborted else JobState.failed
-        result, error = None, JobFailure(outcome.type, outcome.message)
+        kind = ErrorKind.aborted if outcome.aborted else outcome.kind
+        type_ = codec.KIND_TYPES[ErrorKind.aborted] if outcome.aborted else outcome.type
+        result, error = None, JobFailure(type_, outcome.message, kind, outcome.traceback)
     else:
         status, result, error = JobState.failed, None, JobFailure("Error", str(outcome))
+    function = data.get("f")
+    tries = data.get("t")
     return JobRecord(
         job_id=job_id,
-        function=data.get("f"),
-        kwargs=data.get("k") or {},
+        function=function if isinstance(function, str) and function else None,
+        kwargs=_kwargs(data),
         status=status,
-        tries=int(data.get("t") or 0),
+        tries=tries if isinstance(tries, int) else 0,
         enqueued_at=_dt(data.get("et")),
+        scheduled_at=_dt(data.get("sc")),
         started_at=_dt(data.get("st")),
         finished_at=_dt(data.get("ft")),
         progress=progress,
@@ -97,34 +109,37 @@ async def read_job(pool: ArqRedis, queue_name: str, job_id: str) -> JobRecord | 
     async with pool.pipeline(transaction=False) as pipe:
         pipe.get(keys.result(job_id))
         pipe.get(keys.job(job_id))
-        pipe.exists(keys.in_progress(job_id))
+        pipe.get(keys.in_progress(job_id))
         pipe.zscore(queue_name, job_id)
         pipe.get(keys.retry(job_id))
         pipe.get(keys.progress(job_id))
         pipe.lrange(keys.attempts(job_id), 0, -1)
-        result_raw, job_raw, in_progress, score, retries, progress_raw, attempts_raw = await pipe.execute()
+        result_raw, job_raw, lease, score, retries, progress_raw, attempts_raw = await pipe.execute()
     progress = parse_progress(progress_raw)
     if result_raw is not None:
         record = _from_result(job_id, result_raw, progress)
         record.attempts = attempts.parse(attempts_raw)
         return record
-    if job_raw is None and score is None and not in_progress:
+    if job_raw is None and score is None and lease is None:
         return None
-    data = _decode(job_raw) if job_raw is not None else None
-    if in_progress:
+    data = wire.decode_result(job_raw) if job_raw is not None else None
+    if lease is not None:
         status = JobState.in_progress
     elif score is not None and score > time.time() * 1000:
         status = JobState.deferred
     else:
         status = JobState.queued
+    tries = int(retries) if retries is not None and retries.isdigit() else 0
+    function = data.get("f") if data else None
     return JobRecord(
         job_id=job_id,
-        function=data.get("f") if data else None,
-        kwargs=(data.get("k") or {}) if data else {},
+        function=function if isinstance(function, str) else None,
+        kwargs=_kwargs(data),
         status=status,
-        tries=int(retries or 0),
+        tries=tries,
         enqueued_at=_dt(data.get("et")) if data else None,
         scheduled_at=_dt(score),
+        started_at=_dt(wire.lease_started_ms(lease)) if lease is not None else None,
         progress=progress,
         attempts=attempts.parse(attempts_raw),
     )

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from core.logging import configure_logging
 from core.redis import open_api_pool, redacted
-from core.registry import Registry, load_job_modules
+from core.registry import Registry, load_registry
 from service.errors import install_error_handlers
 from service.routes import cron, dead, functions, health, jobs, queues, workers
 from settings import Settings, load_settings
@@ -27,11 +27,12 @@ class State(TypedDict):
     settings: Settings
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the API for these settings (read from the environment when not given)."""
+def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
+    """Build the API for these settings (read from the environment when not given) and jobs (those of
+    JOB_MODULES when not given)."""
     settings = settings or load_settings()
     configure_logging(settings)
-    registry = load_job_modules(settings.job_modules)
+    registry = registry or load_registry(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:

@@ -13,19 +13,39 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from core.enqueue import DuplicateJob
+from core.exact_json import Unencodable
 from core.registry import UnknownFunction
 
 log = structlog.get_logger("api")
 RETRY_AFTER_S = 2
 
 
-class KwargsInvalid(Exception):
-    """A job's kwargs failed its signature's validation; `loc` says where the kwargs were in the body."""
+def kwargs_errors(
+    error: ValidationError | Unencodable | ValueError, loc: tuple[str | int, ...] = ("body", "kwargs")
+) -> list[dict[str, Any]]:
+    """422 detail entries for kwargs that failed their contract, each located in the request body."""
+    if isinstance(error, ValidationError):
+        return [
+            {"loc": [*loc, *err["loc"]], "msg": err["msg"], "type": err["type"]}
+            for err in error.errors(include_url=False, include_input=False)
+        ]
+    if isinstance(error, Unencodable):
+        return [{"loc": [*loc, *error.loc], "msg": error.reason, "type": "not_exact_json"}]
+    return [{"loc": [*loc[:-1], "job_id"], "msg": str(error), "type": "value_error"}]
 
-    def __init__(self, error: ValidationError, loc: tuple[str | int, ...] = ("body", "kwargs")) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.loc = loc
+
+class KwargsInvalid(Exception):
+    """A request's jobs failed their contracts; `detail` lists every error, each located in the body."""
+
+    def __init__(self, detail: list[dict[str, Any]]) -> None:
+        super().__init__(f"{len(detail)} invalid fields")
+        self.detail = detail
+
+    @classmethod
+    def of(
+        cls, error: ValidationError | Unencodable | ValueError, loc: tuple[str | int, ...] = ("body", "kwargs")
+    ) -> KwargsInvalid:
+        return cls(kwargs_errors(error, loc))
 
 
 class UnknownFunctionAt(Exception):
@@ -52,11 +72,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(KwargsInvalid)
     async def kwargs_invalid(request: Request, exc: KwargsInvalid) -> JSONResponse:
-        detail = [
-            {"loc": [*exc.loc, *err["loc"]], "msg": err["msg"], "type": err["type"]}
-            for err in exc.error.errors(include_url=False, include_input=False)
-        ]
-        return JSONResponse({"detail": detail}, 422)
+        return JSONResponse({"detail": exc.detail}, 422)
 
     @app.exception_handler(DuplicateJob)
     async def duplicate_job(request: Request, exc: DuplicateJob) -> JSONResponse:

@@ -7,7 +7,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.status import JobRecord, JobState
+from core import keys
+from core.attempts import Attempt
+from core.codec import ErrorKind
+from core.progress import Progress
+from core.status import JobFailure, JobRecord, JobState
 
 MAX_DEFER_S = 366 * 86_400
 
@@ -24,7 +28,8 @@ class EnqueueRequest(BaseModel):
         min_length=1,
         max_length=128,
         pattern=r"^[A-Za-z0-9_.:@-]+$",
-        description="Your own id, to make the enqueue idempotent (409 if it exists).",
+        description="Your own id, to make the enqueue idempotent (409 if it exists). Ids starting with `platform:` "
+        "are the platform's own (cron ticks, fan-out children) and refused.",
     )
     defer_by: float | None = Field(None, ge=0, le=MAX_DEFER_S, description="Run no earlier than N seconds from now.")
     defer_until: datetime | None = Field(
@@ -32,6 +37,15 @@ class EnqueueRequest(BaseModel):
         description="Run no earlier than this ISO-8601 time (UTC when no offset), at most 366 days ahead; "
         "a past time (up to 366 days back) means now.",
     )
+
+    @field_validator("job_id")
+    @classmethod
+    def _not_reserved(cls, value: str | None) -> str | None:
+        if value is not None and keys.is_platform_job_id(value):
+            raise ValueError(
+                f"ids starting with {keys.PLATFORM_JOB_ID_PREFIX!r} are reserved for the platform's own jobs"
+            )
+        return value
 
     @field_validator("defer_until")
     @classmethod
@@ -77,30 +91,71 @@ class BatchAccepted(BaseModel):
     duplicates: list[str] = Field(description="Ids that already existed; those jobs were not enqueued again.")
 
 
+ERROR_KINDS = ", ".join(f"`{kind.value}`" for kind in ErrorKind)
+
+
+def _time(epoch_s: float | None) -> datetime | None:
+    return None if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC)
+
+
 class ErrorView(BaseModel):
+    """Why a job failed. `kind` is the platform's own stable word for it; `type` is the exception's class name
+    (or the platform's name for a failure it decided, e.g. `JobTimeout`)."""
+
+    kind: str = Field(description=f"One of {ERROR_KINDS}.")
     type: str
     message: str
+    traceback: str | None = Field(None, description="The end of the traceback, when the job raised.")
+
+    @classmethod
+    def of(cls, failure: JobFailure) -> ErrorView:
+        return cls(kind=failure.kind, type=failure.type, message=failure.message, traceback=failure.traceback)
 
 
 class ProgressView(BaseModel):
-    done: float
-    total: float | None = None
+    done: int | float
+    total: int | float | None = None
     percent: float | None = None
     message: str = ""
-    updated_at: float | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def of(cls, progress: Progress) -> ProgressView:
+        return cls(
+            done=progress.done,
+            total=progress.total,
+            percent=progress.percent,
+            message=progress.message,
+            updated_at=_time(progress.updated_at),
+        )
 
 
 class AttemptView(BaseModel):
     """One failed try of a job."""
 
     try_: int = Field(alias="try", serialization_alias="try")
-    at: float | None = Field(description="Unix time the try failed; null when its worker died mid-try.")
+    at: datetime | None = Field(description="When the try failed; null when its worker stopped mid-try.")
+    kind: str = Field(description=f"One of {ERROR_KINDS}.")
     error_type: str
     message: str
+    traceback: str | None = None
     duration_s: float | None = None
     retry_in_s: float | None = Field(None, description="Delay before the next try; null when it gave up.")
 
     model_config = ConfigDict(populate_by_name=True)
+
+    @classmethod
+    def of(cls, entry: Attempt) -> AttemptView:
+        return cls(
+            try_=entry.try_,
+            at=_time(entry.at),
+            kind=entry.kind,
+            error_type=entry.error_type,
+            message=entry.message,
+            traceback=entry.traceback,
+            duration_s=entry.duration_s,
+            retry_in_s=entry.retry_in_s,
+        )
 
 
 class JobView(BaseModel):  # type: ignore[no-redef]  # pydantic's mypy plugin trips on a field named kwargs
@@ -130,10 +185,10 @@ class JobView(BaseModel):  # type: ignore[no-redef]  # pydantic's mypy plugin tr
             scheduled_at=record.scheduled_at,
             started_at=record.started_at,
             finished_at=record.finished_at,
-            progress=ProgressView(**record.progress) if record.progress else None,
+            progress=ProgressView.of(record.progress) if record.progress else None,
             result=record.result,
-            error=ErrorView(type=record.error.type, message=record.error.message) if record.error else None,
-            attempts=[AttemptView.model_validate(entry) for entry in record.attempts],
+            error=ErrorView.of(record.error) if record.error else None,
+            attempts=[AttemptView.of(entry) for entry in record.attempts],
         )
 
 
@@ -191,8 +246,8 @@ class CronView(BaseModel):
     last_run: CronRunView | None
     missed_runs: int = Field(
         0,
-        description="Ticks due since the last run that never ran (e.g. no worker was up); counting stops at "
-        "1000, so 1000 means at least 1000.",
+        description="Ticks that came due and never ran, for any reason (no worker was up, the tick was aborted or "
+        "its job id taken), counted over the last 200 ticks recorded as run and every tick since.",
     )
     last_missed_at: datetime | None = Field(None, description="The latest of those ticks.")
 

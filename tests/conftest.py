@@ -14,9 +14,9 @@ from arq.connections import ArqRedis
 from asgi_lifespan import LifespanManager
 
 from core.embedded_redis import RedisProcess, free_port, start_redis
-from core.platform_worker import PlatformWorker
+from core.worker import PlatformWorker
 from core.redis import open_api_pool
-from core.registry import load_job_modules
+from core.registry import Registry, load_registry
 from core.worker_config import worker_kwargs
 from service.app import create_app
 from settings import Settings
@@ -58,9 +58,16 @@ async def redis(settings: Settings) -> AsyncIterator[ArqRedis]:
     await pool.aclose()
 
 
+@pytest.fixture
+def registry(settings: Settings) -> Registry:
+    """The jobs of the test settings; a test may change a spec here, and the app and workers it builds from
+    this fixture see the change."""
+    return load_registry(settings)
+
+
 @asynccontextmanager
-async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
+async def api_client(settings: Settings, registry: Registry | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, registry)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://platform.test") as client:
@@ -68,25 +75,25 @@ async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def client(settings: Settings, redis: ArqRedis) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(settings) as http:
+async def client(settings: Settings, registry: Registry, redis: ArqRedis) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(settings, registry) as http:
         yield http
 
 
-def build_worker(settings: Settings, **overrides: Any) -> PlatformWorker:
+def build_worker(settings: Settings, registry: Registry | None = None, **overrides: Any) -> PlatformWorker:
     """An in-process arq worker with the production options (no cron unless asked)."""
-    options = worker_kwargs(settings, load_job_modules(settings.job_modules))
+    options = worker_kwargs(settings, registry or load_registry(settings))
     options.update(cron_jobs=[], handle_signals=False, poll_delay=0.01)
     options.update(overrides)
     return PlatformWorker(**options)
 
 
 @pytest.fixture
-def run_burst_worker(settings: Settings) -> Callable[..., Awaitable[PlatformWorker]]:
+def run_burst_worker(settings: Settings, registry: Registry) -> Callable[..., Awaitable[PlatformWorker]]:
     """Run a worker until the queue is empty; returns it so tests can read its counters."""
 
     async def run(**overrides: Any) -> PlatformWorker:
-        worker = build_worker(settings, burst=True, poll_delay=0, **overrides)
+        worker = build_worker(settings, registry, burst=True, poll_delay=0, **overrides)
         try:
             await worker.async_run()
         finally:
@@ -97,9 +104,9 @@ def run_burst_worker(settings: Settings) -> Callable[..., Awaitable[PlatformWork
 
 
 @pytest.fixture
-async def running_worker(settings: Settings, redis: ArqRedis) -> AsyncIterator[PlatformWorker]:
+async def running_worker(settings: Settings, registry: Registry, redis: ArqRedis) -> AsyncIterator[PlatformWorker]:
     """A long-running in-process worker for the duration of one test."""
-    worker = build_worker(settings)
+    worker = build_worker(settings, registry)
     task = asyncio.create_task(worker.async_run())
     yield worker
     worker.handle_sig(2)

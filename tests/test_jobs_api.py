@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from arq.connections import ArqRedis
+from core.execution import arq_function
 
 from core import keys
-from core.execution import arq_function
 from core.registry import registry
 
 WELCOME = {"function": "send_welcome_email", "kwargs": {"email": "ada@example.com", "name": "Ada"}}

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import httpx
 from arq.connections import ArqRedis
+from core.claim import Claimer
 
 from core import keys
-from core.claim import Claimer
 from core.enqueue import JobRequest, _prepare, _script, enqueue
 from core.registry import registry
 from settings import Settings

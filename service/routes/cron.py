@@ -8,7 +8,7 @@ from typing import Any
 from arq.cron import next_cron
 from fastapi import APIRouter
 
-from core.cron_runs import read_runs
+from core.cron_runs import TICKS_KEPT, CronRuns, read_runs
 from service.deps import PoolDep, RegistryDep
 from service.models import CronRunView, CronView
 
@@ -16,50 +16,42 @@ router = APIRouter(prefix="/v1/cron", tags=["cron"])
 
 # A tick counts as missed once it is this far in the past with no run recorded for it.
 MISSED_AFTER = timedelta(seconds=5)
-# Each counted tick is a `next_cron` step on the event loop; past this many the count stops ("at least").
-MAX_MISSED_COUNTED = 1_000
+# Each tick walked is a `next_cron` step on the event loop; past this many the count stops ("at least").
+MAX_TICKS_WALKED = 2 * TICKS_KEPT
 
 
-def _when(value: str | None) -> datetime | None:
-    return datetime.fromtimestamp(float(value), UTC) if value else None
+def _when(epoch_s: float | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch_s, UTC) if epoch_s is not None else None
 
 
-def _last_run(row: dict[str, str]) -> CronRunView | None:
-    if not row:
+def _last_run(runs: CronRuns) -> CronRunView | None:
+    if runs.last_job_id is None and runs.last_started_at is None:
         return None
     return CronRunView(
-        job_id=row.get("last_job_id"),
-        started_at=_when(row.get("last_started_at")),
-        finished_at=_when(row.get("last_finished_at")),
-        status=row.get("last_status") or "in_progress",
-        duration_s=float(row["last_duration_s"]) if row.get("last_duration_s") else None,
-        error=row.get("last_error") or None,
-        runs=int(row.get("runs", 0)),
+        job_id=runs.last_job_id,
+        started_at=_when(runs.last_started_at),
+        finished_at=_when(runs.last_finished_at),
+        status=runs.last_status or "in_progress",
+        duration_s=runs.last_duration_s,
+        error=runs.last_error,
+        runs=runs.runs,
     )
 
 
-def _last_tick(row: dict[str, str]) -> datetime | None:
-    """The tick the last run was for: arq names a cron job `<name>:<tick in unix ms>`."""
-    job_id = row.get("last_job_id") or ""
-    _, _, tick_ms = job_id.rpartition(":")
-    return datetime.fromtimestamp(int(tick_ms) / 1000, UTC) if tick_ms.isdigit() else None
-
-
-def _missed(schedule: dict[str, Any], last_tick: datetime | None, now: datetime) -> tuple[int, datetime | None]:
-    """Ticks that came due after the last recorded run and never ran (no worker was up, for example)."""
-    if last_tick is None:
+def _missed(schedule: dict[str, Any], ran_ms: frozenset[int], now: datetime) -> tuple[int, datetime | None]:
+    """Ticks since the oldest one recorded as run that came due and never ran, whatever the reason (no worker
+    was up, its job was aborted or its id taken): each tick that ran is recorded by the worker that ran it."""
+    if not ran_ms:
         return 0, None
     cutoff = now - MISSED_AFTER
-    missed, latest, tick = 0, None, next_cron(last_tick, **schedule)
-    while tick <= cutoff and missed < MAX_MISSED_COUNTED:
-        missed, latest = missed + 1, tick
+    missed, latest = 0, None
+    tick = next_cron(datetime.fromtimestamp(min(ran_ms) / 1000, UTC), **schedule)
+    for _ in range(MAX_TICKS_WALKED):
+        if tick > cutoff:
+            break
+        if int(tick.timestamp() * 1000) not in ran_ms:
+            missed, latest = missed + 1, tick
         tick = next_cron(tick, **schedule)
-    if tick <= cutoff:  # capped: find the latest missed tick from a window widening back from the cutoff
-        window = timedelta(seconds=1)
-        while (tick := next_cron(max(cutoff - window, last_tick), **schedule)) > cutoff:
-            window *= 2
-        while tick <= cutoff:
-            latest, tick = tick, next_cron(tick, **schedule)
     return missed, latest
 
 
@@ -72,10 +64,10 @@ async def list_cron(pool: PoolDep, registry: RegistryDep) -> list[CronView]:
     """Cron jobs, their schedule (arq cron fields, UTC), next run and last run."""
     specs = sorted(registry.crons.values(), key=lambda s: s.name)
     runs = await read_runs(pool, [spec.name for spec in specs])
-    now = datetime.now(UTC)
+    now = datetime.now(UTC).replace(microsecond=0)
     views = []
     for spec in specs:
-        missed, last_missed = _missed(spec.schedule, _last_tick(runs[spec.name]), now)
+        missed, last_missed = _missed(spec.schedule, runs[spec.name].ran_ticks_ms, now)
         views.append(
             CronView(
                 name=spec.name,

@@ -30,10 +30,12 @@ def _view(letter: DeadLetter) -> DeadLetterView:
         kwargs=letter.kwargs,
         tries=letter.tries,
         reason=letter.reason,
-        error=ErrorView(type=letter.error_type, message=letter.error_message),
+        error=ErrorView(
+            kind=letter.kind, type=letter.error_type, message=letter.error_message, traceback=letter.traceback
+        ),
         queue=letter.queue,
         failed_at=datetime.fromtimestamp(letter.failed_at, UTC),
-        attempts=[AttemptView.model_validate(entry) for entry in letter.attempts],
+        attempts=[AttemptView.of(entry) for entry in letter.attempts],
         requeueable=letter.requeueable,
     )
 
@@ -95,6 +97,5 @@ async def delete_many(
     if function is not None:
         job_ids = await dead_letters.ids_of_function(pool, function)
     else:
-        _, letters = await dead_letters.page(pool, 0, 1 << 30)
-        job_ids = [letter.job_id for letter in letters]
+        job_ids = await dead_letters.all_ids(pool)
     return Deleted(deleted=await dead_letters.delete(pool, job_ids))

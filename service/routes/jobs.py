@@ -13,12 +13,13 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import ValidationError
 
 from core.abort import AbortOutcome, abort_job
-from core.codec import ABORTED_ERROR_TYPE
-from core.enqueue import DuplicateJob, Enqueued, InvalidBatchItem, JobRequest, enqueue, enqueue_many
+from core.codec import KIND_TYPES, ErrorKind
+from core.enqueue import DuplicateJob, Enqueued, InvalidBatchItem, JobRequest, enqueue, enqueue_many, prepare_many
+from core.exact_json import Unencodable
 from core.registry import UnknownFunction
 from core.status import JobFailure, JobRecord, JobState, read_job
 from service.deps import PoolDep, RegistryDep, SettingsDep
-from service.errors import KwargsInvalid, UnknownFunctionAt
+from service.errors import KwargsInvalid, kwargs_errors
 from service.models import BatchAccepted, BatchEnqueueRequest, EnqueueRequest, JobAccepted, JobOutcome, JobView
 from settings import Settings
 
@@ -72,29 +73,40 @@ async def enqueue_job(
         accepted = await enqueue(
             pool, spec, body.kwargs, job_id=body.job_id, defer_by=body.defer_by, defer_until=body.defer_until
         )
-    except ValidationError as exc:
-        raise KwargsInvalid(exc) from None
+    except (ValidationError, Unencodable) as exc:
+        raise KwargsInvalid.of(exc) from None
     response.headers["Location"] = f"/v1/jobs/{accepted.job_id}"
     return _accepted(spec.name, accepted)
 
 
 @router.post("/batch", status_code=202, responses={503: {"description": "Redis unavailable"}})
 async def enqueue_batch(body: BatchEnqueueRequest, pool: PoolDep, registry: RegistryDep) -> BatchAccepted:
-    """Queue up to 1,000 jobs in one round trip. All are validated first: one invalid job rejects the batch
-    (422 naming its index); an existing `job_id` is listed under `duplicates` and the rest are queued."""
-    requests = []
+    """Queue up to 1,000 jobs in one atomic round trip: all of them, or (422, 503) none. All are validated
+    first, and every invalid job is reported at once (each error located by its index); an existing `job_id` is
+    listed under `duplicates` and the rest are queued. A `job_id` given twice in one batch is invalid."""
+    requests, unknown = [], []
     for index, item in enumerate(body.jobs):
         try:
             spec = registry.get(item.function)
         except UnknownFunction as exc:
-            raise UnknownFunctionAt(exc, ("body", "jobs", index)) from None
-        requests.append(JobRequest(spec, item.kwargs, item.job_id, item.defer_by, item.defer_until))
+            unknown.append({"loc": ["body", "jobs", index, "function"], "msg": str(exc), "type": "unknown_function"})
+            continue
+        requests.append((index, JobRequest(spec, item.kwargs, item.job_id, item.defer_by, item.defer_until)))
+    detail = list(unknown)
     try:
-        outcomes = await enqueue_many(pool, requests)
+        if unknown:  # validate the rest too, so every bad item is reported at once, but write nothing
+            prepare_many([request for _, request in requests], pool.expires_extra_ms)
+            outcomes = []
+        else:
+            outcomes = await enqueue_many(pool, [request for _, request in requests])
     except InvalidBatchItem as exc:
-        raise KwargsInvalid(exc.error, ("body", "jobs", exc.index, "kwargs")) from None
+        for position, error in exc.errors.items():
+            detail += kwargs_errors(error, ("body", "jobs", requests[position][0], "kwargs"))
+        outcomes = []
+    if detail:
+        raise KwargsInvalid(sorted(detail, key=lambda entry: entry["loc"][2]))
     accepted = BatchAccepted(accepted=[], duplicates=[])
-    for request, outcome in zip(requests, outcomes, strict=True):
+    for (_, request), outcome in zip(requests, outcomes, strict=True):
         if isinstance(outcome, DuplicateJob):
             accepted.duplicates.append(outcome.job_id)
         else:
@@ -152,7 +164,7 @@ async def abort(
         raise HTTPException(404, f"no job with id {job_id!r}")
     if outcome is AbortOutcome.aborted and keep_s == 0:
         # Nothing was kept to read back: answer with the job as it was, now aborted.
-        failure = JobFailure(ABORTED_ERROR_TYPE, "aborted before it started")
+        failure = JobFailure(KIND_TYPES[ErrorKind.aborted], "aborted before it started", ErrorKind.aborted)
         return JobView.of(replace(record, status=JobState.aborted, finished_at=datetime.now(UTC), error=failure))
     record = await _wait_until_finished(pool, settings, job_id, ABORT_WAIT_S)
     if not record.status.finished:

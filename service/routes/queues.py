@@ -21,8 +21,8 @@ async def list_queues(pool: PoolDep, settings: SettingsDep) -> list[QueueView]:
         pipe.zcount(settings.queue_name, "-inf", now_ms)
         pipe.zcount(settings.queue_name, f"({now_ms}", "+inf")
         due, deferred = await pipe.execute()
-    workers = [w for w in await live_workers(pool) if w["queue"] == settings.queue_name]
-    running = sum(w["stats"]["ongoing"] for w in workers)
+    workers = [w for w in await live_workers(pool) if w.queue == settings.queue_name]
+    running = sum(w.stats.ongoing for w in workers)
     return [
         QueueView(
             name=settings.queue_name,

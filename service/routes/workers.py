@@ -18,13 +18,13 @@ async def list_workers(pool: PoolDep) -> list[WorkerView]:
     """Live workers with their host, pid and job counters; a dead one drops out within 30 s."""
     return [
         WorkerView(
-            worker_id=w["worker_id"],
-            host=w["host"],
-            pid=w["pid"],
-            queue=w["queue"],
-            started_at=datetime.fromtimestamp(w["started_at"], UTC),
-            last_seen=datetime.fromtimestamp(w["last_seen"], UTC),
-            jobs=WorkerJobsView(**w["stats"]),
+            worker_id=w.worker_id,
+            host=w.host,
+            pid=w.pid,
+            queue=w.queue,
+            started_at=datetime.fromtimestamp(w.started_at, UTC),
+            last_seen=datetime.fromtimestamp(w.last_seen, UTC),
+            jobs=WorkerJobsView(**w.stats.model_dump()),
         )
         for w in await live_workers(pool)
     ]

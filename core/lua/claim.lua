@@ -1,0 +1,35 @@
+-- Claim up to ARGV[2] due jobs of the queue KEYS[1] for one worker, in one round trip.
+-- A claim is the job's lease key set NX to a token unique to this claim (worker id, claim time, index); its
+-- try counter is the claim's generation. Reads at most ARGV[3] due ids, ARGV[4] at a time: running jobs stay in
+-- the queue until they end, so the first due ids may all be taken. Returns the claims and the next due score.
+-- ARGV: now_ms, want, read_limit, page, lease_ms, lease_prefix, job_prefix, try_prefix, try_ttl_s, token_prefix,
+--       result_prefix
+local claimed = {}
+local want, limit, page = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local offset = 0
+while offset < limit and #claimed < want do
+  local count = math.min(page, limit - offset)
+  local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', offset, count)
+  for i = 1, #due, 2 do
+    if #claimed >= want then break end
+    local id = due[i]
+    local token = ARGV[10] .. ':' .. ARGV[1] .. ':' .. #claimed
+    if redis.call('SET', ARGV[6] .. id, token, 'NX', 'PX', ARGV[5]) then
+      local payload = redis.call('GET', ARGV[7] .. id)
+      if not payload and redis.call('EXISTS', ARGV[11] .. id) == 1 then
+        -- It already ended (its result is kept): a stray queue entry, never a job to run again.
+        redis.call('ZREM', KEYS[1], id)
+        redis.call('DEL', ARGV[6] .. id)
+      else
+        local try = redis.call('INCR', ARGV[8] .. id)
+        if try == 1 then redis.call('EXPIRE', ARGV[8] .. id, ARGV[9]) end
+        local aborted = redis.call('ZREM', KEYS[2], id)
+        claimed[#claimed + 1] = {id, due[i + 1], payload or false, try, aborted, token}
+      end
+    end
+  end
+  if #due < count * 2 then break end
+  offset = offset + count
+end
+local nxt = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+return {claimed, nxt[2] or ''}

@@ -1,0 +1,43 @@
+"""Every Lua script the platform runs. Each lives in a `.lua` file in `core/lua/`, is registered once per
+pool (calls then go by EVALSHA, reloaded by redis-py after a Redis restart), and gets its keys from
+`core.keys` through its caller: no script builds a key name of its own beyond the prefixes it is given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from functools import cache
+from pathlib import Path
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+LUA_DIR = Path(__file__).parent / "lua"
+# Wake tokens kept at most: enough to wake every worker, bounded so an idle queue never grows.
+MAX_WAKE_TOKENS = 256
+
+
+@cache
+def source(name: str) -> str:
+    return (LUA_DIR / f"{name}.lua").read_text()
+
+
+@dataclass(frozen=True)
+class Scripts:
+    """The platform's scripts, bound to one pool."""
+
+    enqueue: AsyncScript
+    claim: AsyncScript
+    renew: AsyncScript
+    finish: AsyncScript
+    abort: AsyncScript
+    requeue_dead: AsyncScript
+    release_lock: AsyncScript
+
+
+def scripts(pool: Redis) -> Scripts:
+    """The scripts of this pool, registered on first use."""
+    bound: Scripts | None = getattr(pool, "_platform_scripts", None)
+    if bound is None:
+        bound = Scripts(**{f.name: pool.register_script(source(f.name)) for f in fields(Scripts)})
+        pool._platform_scripts = bound  # type: ignore[attr-defined]
+    return bound

@@ -1,0 +1,127 @@
+"""arq's wire format, owned in one place: the job payload (written at enqueue, read by the worker) and the
+result payload (written by the worker, read by the API). The platform writes both as JSON (core.codec); a
+worker built with arq's own serializer arguments (arq's default is pickle) reads and writes with those, so a
+plain arq deployment keeps working, but nothing the platform writes is ever pickled."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
+
+from core import codec
+from core.codec import JobError
+from core.exact_json import dumps_exact
+
+Serializer = Callable[[dict[str, Any]], bytes]
+Deserializer = Callable[[bytes], dict[str, Any]]
+
+
+class UnreadableJob(ValueError):
+    """A stored job payload that is not a job (not JSON, or not arq's shape)."""
+
+
+@dataclass(frozen=True)
+class JobPayload:
+    """What a job key holds: arq's `{"t", "f", "a", "k", "et"}`."""
+
+    function: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    job_try: int | None
+    enqueue_time_ms: int
+
+
+def encode_job(function: str, kwargs: dict[str, Any], enqueue_time_ms: int) -> bytes:
+    """A new job's payload, JSON. Raises Unencodable (naming the field) for kwargs JSON cannot carry exactly
+    (NaN, infinities, integers beyond 64 bits, lone surrogates): what is accepted reaches the job unchanged."""
+    head = codec.dumps({"t": None, "f": function, "a": []})
+    return head[:-1] + b',"k":' + dumps_exact(kwargs) + b',"et":' + str(int(enqueue_time_ms)).encode() + b"}"
+
+
+def decode_job(raw: bytes, deserializer: Deserializer | None) -> JobPayload:
+    try:
+        function, args, kwargs, job_try, enqueue_time_ms = deserialize_job_raw(raw, deserializer=deserializer)
+    except SerializationError as exc:
+        raise UnreadableJob(str(exc)) from None
+    if not isinstance(function, str) or not isinstance(kwargs, dict):
+        raise UnreadableJob("the payload is not a job")
+    return JobPayload(function, tuple(args or ()), kwargs, job_try, int(enqueue_time_ms or 0))
+
+
+def lease_started_ms(token: str | bytes | None) -> int | None:
+    """When a running job was claimed: the claim's lease token is `<worker id>:<unix ms>:<n>` (core/lua/claim.lua),
+    so a job's start time is known while it runs without a write of its own."""
+    if token is None:
+        return None
+    text = token.decode(errors="replace") if isinstance(token, bytes) else token
+    parts = text.rsplit(":", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+@dataclass(frozen=True)
+class ResultHeader:
+    """Everything of a result payload but the outcome itself."""
+
+    job_id: str
+    function: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    job_try: int
+    enqueue_time_ms: int
+    start_ms: int | None  # None: it never started (aborted before a worker took it)
+    finished_ms: int
+    queue: str
+    scheduled_ms: int | None = None
+
+
+def encode_result(header: ResultHeader, success: bool, result: Any, serializer: Serializer | None) -> bytes:
+    """arq's result payload. A success of a JSON worker passes its result already encoded exactly (bytes), and
+    is spliced in, not encoded twice; a failure passes a JobError (or, under arq's own serializer, the
+    exception itself, as arq stores it)."""
+    if serializer is codec.dumps and success and isinstance(result, bytes):
+        rest = _envelope(header, True, None)
+        del rest["r"]
+        return b'{"r":' + result + b"," + codec.dumps(rest)[1:]
+    data = serialize_result(
+        header.function, header.args, header.kwargs, header.job_try, header.enqueue_time_ms, success, result,
+        header.start_ms or 0, header.finished_ms, f"{header.job_id}:{header.function}", header.queue,
+        job_id=header.job_id, serializer=serializer,
+    )  # fmt: skip
+    if data is None:  # arq could not serialize it: store why, never drop the outcome
+        failure = JobError.of_kind(codec.ErrorKind.unencodable_result, "the result could not be serialized")
+        data = (serializer or codec.dumps)(_envelope(header, False, failure))
+    return data
+
+
+def _envelope(header: ResultHeader, success: bool, result: Any) -> dict[str, Any]:
+    return {
+        "t": header.job_try,
+        "f": header.function,
+        "a": list(header.args),
+        "k": header.kwargs,
+        "et": header.enqueue_time_ms,
+        "s": success,
+        "r": result,
+        "st": header.start_ms,
+        "ft": header.finished_ms,
+        "q": header.queue,
+        "id": header.job_id,
+        "sc": header.scheduled_ms,
+    }
+
+
+def failure_result(header: ResultHeader, error: JobError) -> bytes:
+    """A failed outcome as the platform stores it (JSON)."""
+    return codec.dumps(_envelope(header, False, error))
+
+
+def decode_result(raw: bytes) -> dict[str, Any] | None:
+    """A stored result payload, or None when it is not one the platform can read (never unpickled)."""
+    try:
+        value = codec.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,49 @@
+"""The worker's heartbeat in the platform's live-workers set (read by core/workers.py for `/v1/workers`)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sized
+from contextlib import suppress
+from dataclasses import asdict
+
+import structlog
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+
+from core import codec, keys
+from core.workers import MISSED_BEATS_BEFORE_DEAD, WorkerInfo, stale_before
+
+log = structlog.get_logger("worker")
+
+
+async def beat(redis: ArqRedis, info: WorkerInfo, interval_s: float) -> None:
+    """Publish the worker's info once: a key with a TTL and its score in the live-workers set."""
+    info.last_seen = time.time()
+    ttl_ms = int(interval_s * MISSED_BEATS_BEFORE_DEAD * 1000)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.set(keys.worker(info.worker_id), codec.dumps(asdict(info)), px=ttl_ms)
+        pipe.zadd(keys.WORKERS, {info.worker_id: info.last_seen})
+        pipe.zremrangebyscore(keys.WORKERS, "-inf", stale_before(info.last_seen, interval_s))
+        await pipe.execute()
+
+
+async def beat_forever(redis: ArqRedis, info: WorkerInfo, interval_s: float, ongoing: Sized) -> None:
+    """Heartbeat loop; a Redis outage is logged and ridden out, never fatal. `ongoing` is the worker's map of
+    running jobs (its size is published)."""
+    while True:
+        info.stats.ongoing = len(ongoing)
+        try:
+            await beat(redis, info, interval_s)
+        except (RedisError, OSError) as exc:
+            log.warning("worker.heartbeat_failed", error=type(exc).__name__)
+        await asyncio.sleep(interval_s)
+
+
+async def forget(redis: ArqRedis, info: WorkerInfo) -> None:
+    with suppress(RedisError, OSError):
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.delete(keys.worker(info.worker_id))
+            pipe.zrem(keys.WORKERS, info.worker_id)
+            await pipe.execute()

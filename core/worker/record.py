@@ -1,0 +1,96 @@
+"""Writing a try's outcome: one fenced script, one round trip, and not lost to a Redis blip.
+
+The script (core/lua/finish.lua) writes only if this claim still holds the job; otherwise it changes nothing
+and the copy is logged as stale. A write that fails because Redis is away is kept and tried again with backoff
+until Redis answers (or the worker gives up at the end of its shutdown grace), so a job whose code finished
+during an outage shorter than its lease is not run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from arq.connections import ArqRedis
+from redis.exceptions import NoScriptError, RedisError
+
+from core import attempts, codec, dead_letters, keys
+from core.scripts import MAX_WAKE_TOKENS, scripts
+from core.worker.claim import Claim
+from core.worker.outcome import Aborted, Failed, Lost, Outcome, Requeued, Retrying, Succeeded
+
+log = structlog.get_logger("worker")
+BACKOFF_MAX_S = 2.0
+
+
+@dataclass(frozen=True)
+class Storage:
+    """How long the outcome's records live."""
+
+    result_px: int | None  # None: kept forever
+    keep_lease_px: int | None  # arq keeps a cron job's claim a while after it ends; None deletes it
+    dead_letter_px: int | None  # None: kept until deleted
+
+
+def _arguments(claim: Claim, outcome: Outcome, storage: Storage, now_ms: int) -> list[str | int | bytes]:
+    mode, result, attempt, letter, retry_score = "finish", b"", b"", b"", now_ms
+    match outcome:
+        case Succeeded(result=payload) | Aborted(result=payload):
+            result = payload or b""
+        case Failed(result=payload, attempt=entry, dead_letter=dead):
+            result = payload or b""
+            attempt = codec.dumps(entry) if entry else b""
+            letter = dead_letters.encode(dead) if dead else b""
+        case Retrying(delay_s=delay_s, attempt=entry):
+            mode, retry_score = "retry", now_ms + int(delay_s * 1000)
+            attempt = codec.dumps(entry) if entry else b""
+        case Requeued():
+            mode = "requeue"
+        case Lost():
+            raise ValueError("a lost claim has nothing to write")
+    return [
+        claim.job_id, claim.token, claim.job_try, mode, result,
+        "" if storage.result_px is None else storage.result_px,
+        "" if storage.keep_lease_px is None else storage.keep_lease_px,
+        retry_score, attempt, attempts.ATTEMPTS_TTL_S, letter,
+        "" if storage.dead_letter_px is None else storage.dead_letter_px,
+        now_ms, MAX_WAKE_TOKENS,
+    ]  # fmt: skip
+
+
+async def write(pool: ArqRedis, queue_name: str, claim: Claim, outcome: Outcome, storage: Storage) -> bool:
+    """One attempt at writing; True when written, False when the claim no longer holds the job."""
+    job_id = claim.job_id
+    script_keys = [
+        keys.in_progress(job_id), keys.retry(job_id), keys.job(job_id), keys.result(job_id), queue_name,
+        keys.ABORT_SET, keys.attempts(job_id), keys.dead_letter(job_id), keys.DEAD_LETTERS, keys.wake(queue_name),
+    ]  # fmt: skip
+    args = _arguments(claim, outcome, storage, int(time.time() * 1000))
+    return bool(await scripts(pool).finish(keys=script_keys, args=args))
+
+
+async def record(
+    pool: ArqRedis,
+    queue_name: str,
+    claim: Claim,
+    outcome: Outcome,
+    storage: Storage,
+    give_up: Callable[[], bool],
+) -> bool | None:
+    """Write the outcome, riding out Redis outages: True written, False stale, None given up (`give_up()`)."""
+    backoff_s = 0.05
+    while True:
+        try:
+            return await write(pool, queue_name, claim, outcome, storage)
+        except NoScriptError:
+            continue  # Redis restarted empty between redis-py's load and our call: it loads again
+        except (RedisError, OSError) as exc:
+            if give_up():
+                log.error("job.outcome_unrecorded", job_id=claim.job_id, error=type(exc).__name__)
+                return None
+            log.warning("job.outcome_retrying", job_id=claim.job_id, error=type(exc).__name__, retry_in_s=backoff_s)
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(BACKOFF_MAX_S, backoff_s * 2)

@@ -1,0 +1,308 @@
+"""Running one try, from a claim to its outcome: the one place where the end of a try is decided.
+
+Whatever the job does (returns something JSON cannot carry, raises any exception, `SystemExit` included, runs
+past its timeout, is aborted, is cancelled because its worker stops), the try ends as exactly one `Outcome`.
+The worker then writes it (core/worker/record.py) and logs and counts it (core/worker/worker.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Awaitable, Coroutine
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from arq.utils import ms_to_datetime, timestamp_ms
+from arq.worker import JobExecutionFailed, Retry, RetryJob
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
+
+from core import attempts, cron_runs, keys, wire
+from core.codec import ErrorKind, JobError
+from core.dead_letters import DeadLetter
+from core.exact_json import Unencodable, dumps_exact
+from core.retry import Fatal
+from core.worker.claim import TRY_COUNTER_TTL_S, Claim
+from core.worker.functions import Runnable
+from core.worker.outcome import Aborted, Failed, Lost, Outcome, Requeued, Retrying, Succeeded
+
+if TYPE_CHECKING:
+    from core.worker.worker import PlatformWorker
+
+
+class JobRaisedBaseException(Exception):
+    """The job raised a BaseException (SystemExit, KeyboardInterrupt, ...): a failed try, not a dead worker."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original) or type(original).__name__)
+        self.original = original
+
+
+class EncodedJSON(bytes):
+    """A result already encoded exactly as JSON (spliced into the result payload, not encoded twice)."""
+
+
+@dataclass(frozen=True)
+class Try:
+    """A try as it ended: its outcome, and what the worker needs to log, count and hook it."""
+
+    claim: Claim
+    outcome: Outcome
+    function: str
+    runnable: Runnable | None
+    duration_s: float | None
+    ctx: dict[str, Any] | None
+
+
+async def _contained(coroutine: Awaitable[Any]) -> Any:
+    """Await the job; a BaseException it raises becomes an ordinary failure instead of ending the worker."""
+    try:
+        return await coroutine
+    except (asyncio.CancelledError, Exception):
+        raise
+    except BaseException as exc:
+        raise JobRaisedBaseException(exc) from exc
+
+
+def _validated_call(runnable: Runnable, ctx: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The platform job's call with its stored kwargs validated against its signature first."""
+    spec = runnable.spec
+    if spec is None:
+        return runnable.coroutine(ctx, *args, **kwargs)
+
+    async def call() -> Any:
+        if args:
+            raise InvalidArguments(f"{spec.name} takes keyword arguments only")
+        try:
+            arguments = spec.validate(kwargs)
+        except ValidationError as exc:
+            raise InvalidArguments(str(exc)) from None
+        return await spec.function(ctx, **{name: getattr(arguments, name) for name in type(arguments).model_fields})
+
+    return call()
+
+
+class InvalidArguments(Fatal, ValueError):
+    """The job's stored kwargs do not match its signature (the worker validates what the API validated)."""
+
+
+def encode_exact(value: Any, contract: TypeAdapter[Any] | None) -> EncodedJSON:
+    """The result as JSON, against the job's declared return type when it has one; raises Unencodable."""
+    if contract is not None:
+        try:
+            value = contract.dump_python(value, mode="json", warnings="error")
+        except (PydanticSerializationError, ValueError, TypeError) as exc:
+            raise Unencodable((), f"does not match its declared return type ({str(exc).strip()[:200]})") from None
+    return EncodedJSON(dumps_exact(value))
+
+
+def _error_of(exc: BaseException, timeout_s: float) -> JobError:
+    """The platform's view of what a job raised: its kind, type, message and bounded traceback."""
+    if isinstance(exc, TimeoutError):
+        return JobError.of_kind(ErrorKind.timeout, f"timed out after {timeout_s:g}s")
+    original = exc.original if isinstance(exc, JobRaisedBaseException) else exc
+    kind = ErrorKind.invalid_arguments if isinstance(exc, InvalidArguments) else ErrorKind.exception
+    try:
+        message = str(original)
+    except Exception as str_failed:
+        message = f"<str() of the exception raised {type(str_failed).__name__}>"
+    try:
+        text = "".join(traceback.format_exception(original))
+    except Exception:
+        text = f"{type(original).__name__}: {message}"
+    type_name = type(original).__name__
+    if kind is ErrorKind.invalid_arguments:
+        type_name = "InvalidArguments"
+    return JobError(type_name, message, kind, attempts.bounded_traceback(text))
+
+
+class _Runner:
+    """One claim's try; its methods are the steps, each returning the outcome or handing on."""
+
+    def __init__(self, worker: PlatformWorker, claim: Claim) -> None:
+        self.worker = worker
+        self.claim = claim
+        self.function = "<unknown>"
+        self.args: tuple[Any, ...] = ()
+        self.kwargs: dict[str, Any] = {}
+        self.enqueue_time_ms = 0
+        self.start_ms = claim.started_ms or timestamp_ms()
+        self.runnable: Runnable | None = None
+        self.duration_s: float | None = None
+        self.ctx: dict[str, Any] | None = None
+
+    def done(self, outcome: Outcome) -> Try:
+        return Try(self.claim, outcome, self.function, self.runnable, self.duration_s, self.ctx)
+
+    def header(self) -> wire.ResultHeader:
+        return wire.ResultHeader(
+            self.claim.job_id, self.function, self.args, self.kwargs, self.claim.job_try, self.enqueue_time_ms,
+            None if self.claim.aborted else self.start_ms, timestamp_ms(), self.worker.queue_name, self.claim.score,
+        )  # fmt: skip
+
+    def keeps_result(self) -> bool:
+        runnable = self.runnable
+        if runnable is None:
+            return self.worker.keep_result_forever or self.worker.keep_result_s > 0
+        return runnable.keep_result_forever or runnable.keep_result_s > 0
+
+    def failure_payload(self, error: JobError | BaseException) -> bytes | None:
+        if not self.keeps_result():
+            return None
+        return wire.encode_result(self.header(), False, error, self.worker.job_serializer)
+
+    def dead_letter(self, error: JobError, reason: str, tries: int, requeueable: bool = True) -> DeadLetter:
+        return DeadLetter(
+            job_id=self.claim.job_id,
+            function=self.function if requeueable and self.function != "<unknown>" else None,
+            kwargs=self.kwargs,
+            tries=tries,
+            reason=reason,
+            kind=error.kind,
+            error_type=error.type,
+            error_message=error.message,
+            traceback=error.traceback,
+            queue=self.worker.queue_name,
+        )
+
+    def not_run(self, kind: ErrorKind, message: str, reason: str, *, requeueable: bool, tries: int = 0) -> Try:
+        error = JobError.of_kind(kind, message)
+        letter = self.dead_letter(error, reason, tries, requeueable)
+        return self.done(Failed(error, self.failure_payload(error), None, letter))
+
+    async def run(self) -> Try:
+        claim = self.claim
+        if claim.payload is None:
+            message = "its payload expired before a worker took it"
+            return self.not_run(ErrorKind.expired, message, "expired", requeueable=False)
+        try:
+            payload = wire.decode_job(claim.payload, self.worker.job_deserializer)
+        except wire.UnreadableJob as exc:
+            return self.not_run(ErrorKind.unreadable_payload, str(exc), "unreadable payload", requeueable=False)
+        self.function, self.args, self.kwargs = payload.function, payload.args, payload.kwargs
+        self.enqueue_time_ms = payload.enqueue_time_ms
+        if claim.aborted:
+            error = JobError.of_kind(ErrorKind.aborted, "aborted before it started")
+            return self.done(Aborted(self.failure_payload(error), before_start=True))
+        runnable = self.runnable = self.worker.runnables.get(payload.function)
+        if runnable is None:
+            message = f"function {payload.function!r} is not registered on this worker"
+            return self.not_run(ErrorKind.unknown_function, message, "function not registered", requeueable=True)
+        if payload.job_try and payload.job_try > claim.job_try:  # arq's `_job_try`: the enqueuer set the count
+            self.claim = claim = replace(claim, job_try=payload.job_try)
+            await self.worker.pool.setex(keys.retry(claim.job_id), TRY_COUNTER_TTL_S, str(claim.job_try))
+        if claim.job_try > runnable.max_tries:
+            return self.tries_used_up(runnable)
+        return await self.execute(runnable)
+
+    def tries_used_up(self, runnable: Runnable) -> Try:
+        """Claimed once more than its tries allow: the tries it lacks a record of died with their worker."""
+        tries = runnable.max_tries
+        if runnable.policy is None:  # arq's own words and result for a plain arq function
+            exc = JobExecutionFailed(f"max {tries} retries exceeded")
+            error = JobError(type(exc).__name__, str(exc))
+            return self.done(Failed(error, self.failure_payload(exc), None, None))
+        message = f"its worker stopped while running it; all {tries} tries used"
+        error = JobError.of_kind(ErrorKind.worker_lost, message)
+        letter = self.dead_letter(error, "max tries exceeded: its worker stopped while running it", tries)
+        return self.done(Failed(error, self.failure_payload(error), None, letter))
+
+    async def execute(self, runnable: Runnable) -> Try:
+        worker, claim = self.worker, self.claim
+        ctx = self.ctx = {
+            **worker.ctx,
+            "job_id": claim.job_id,
+            "job_try": claim.job_try,
+            "enqueue_time": ms_to_datetime(self.enqueue_time_ms),
+            "score": claim.score,
+        }
+        if worker.on_job_start:
+            await worker.on_job_start(ctx)
+        worker.log_started(claim, self.function, self.start_ms, self.enqueue_time_ms)
+        if runnable.platform_cron:
+            await cron_runs.record_start(worker.pool, runnable.name, claim.job_id)
+        started = time.perf_counter()
+        tried = await self.call(runnable, ctx, started)
+        if runnable.platform_cron:
+            status = "complete" if isinstance(tried.outcome, Succeeded) else "failed"
+            error = tried.outcome.error if isinstance(tried.outcome, Failed) else None
+            message = f"{error.type}: {error.message}" if error else None
+            await cron_runs.record_end(worker.pool, runnable.name, status, time.perf_counter() - started, message)
+        return tried
+
+    async def call(self, runnable: Runnable, ctx: dict[str, Any], started: float) -> Try:
+        worker, claim = self.worker, self.claim
+        coroutine: Coroutine[Any, Any, Any] = _contained(_validated_call(runnable, ctx, self.args, self.kwargs))
+        task = worker.job_tasks[claim.job_id] = asyncio.ensure_future(coroutine)
+        try:
+            value = await asyncio.wait_for(task, runnable.timeout_s)
+        except (Exception, asyncio.CancelledError) as exc:
+            self.duration_s = time.perf_counter() - started
+            return self.done(self.on_error(runnable, exc))
+        finally:
+            if worker.job_tasks.get(claim.job_id) is task:
+                del worker.job_tasks[claim.job_id]
+        self.duration_s = time.perf_counter() - started
+        return self.done(self.on_value(runnable, value))
+
+    def on_value(self, runnable: Runnable, value: Any) -> Outcome:
+        if runnable.spec is None:  # a plain arq function: stored as arq stores it
+            payload = wire.encode_result(self.header(), True, value, self.worker.job_serializer)
+            return Succeeded(payload if self.keeps_result() else None)
+        try:
+            encoded = encode_exact(value, runnable.spec.returns)
+        except Unencodable as exc:
+            error = JobError.of_kind(ErrorKind.unencodable_result, f"the result cannot be stored as JSON: {exc}")
+            return self.failed(runnable, error, retryable=True)
+        limit = self.worker.platform_settings.max_result_bytes
+        if len(encoded) > limit:
+            message = f"the result is {len(encoded)} bytes, over MAX_RESULT_BYTES ({limit}); it was not stored"
+            return self.failed(runnable, JobError.of_kind(ErrorKind.result_too_large, message), retryable=True)
+        payload = wire.encode_result(self.header(), True, encoded, self.worker.job_serializer)
+        return Succeeded(payload if self.keeps_result() else None)
+
+    def on_error(self, runnable: Runnable, exc: BaseException) -> Outcome:
+        worker, job_id = self.worker, self.claim.job_id
+        if isinstance(exc, asyncio.CancelledError):
+            if job_id in worker.aborting_tasks:
+                worker.aborting_tasks.discard(job_id)
+                error = JobError.of_kind(ErrorKind.aborted, "aborted while it ran")
+                return Aborted(self.failure_payload(error), before_start=False)
+            if worker.lost_claims.get(job_id) == self.claim.token:
+                return Lost()
+            return Requeued()  # the worker is stopping, or the job's own code was cancelled: it runs again
+        if isinstance(exc, Retry | RetryJob) and worker.retry_jobs:
+            delay_s = ((exc.defer_score or 0) / 1000) if isinstance(exc, Retry) else 0.0
+            error = JobError("Retry", "the job asked to be retried")
+            if runnable.policy is None:
+                return Retrying(delay_s, None, error)
+            if self.claim.job_try >= runnable.max_tries:
+                message = f"the job asked to be retried, but its {runnable.max_tries} tries are used"
+                return self.failed(runnable, JobError("Retry", message), retryable=False)
+            entry = attempts.attempt(self.claim.job_try, error, self.duration_s, delay_s)
+            return Retrying(delay_s, entry, error)
+        error = _error_of(exc, runnable.timeout_s)
+        if runnable.policy is None:  # arq: a failure is final and kept as the job's result
+            return Failed(error, self.failure_payload(exc if worker.job_serializer is not None else error), None, None)
+        retryable = runnable.policy.should_retry(exc) and not isinstance(exc, InvalidArguments)
+        return self.failed(runnable, error, retryable=retryable)
+
+    def failed(self, runnable: Runnable, error: JobError, *, retryable: bool) -> Outcome:
+        """A failed try of a platform job: retried by its policy while tries remain, else a dead letter."""
+        policy, job_try = runnable.policy, self.claim.job_try
+        if policy is not None and retryable and job_try < runnable.max_tries:
+            delay_s = policy.delay_for(job_try)
+            return Retrying(delay_s, attempts.attempt(job_try, error, self.duration_s, delay_s), error)
+        entry = attempts.attempt(job_try, error, self.duration_s, None)
+        reason = "fatal error" if not retryable else f"failed {job_try} of {runnable.max_tries} tries"
+        if error.kind not in (ErrorKind.exception, ErrorKind.timeout):
+            reason = f"{error.kind.replace('_', ' ')}: {reason}"
+        letter = self.dead_letter(error, reason, job_try) if policy is not None else None
+        return Failed(error, self.failure_payload(error), entry, letter)
+
+
+async def run_try(worker: PlatformWorker, claim: Claim) -> Try:
+    """Run one claimed job to its outcome (nothing is written here)."""
+    return await _Runner(worker, claim).run()
