@@ -16,6 +16,7 @@ log = structlog.get_logger("core")
 ATTEMPTS_TTL_S = 30 * 86_400
 # A traceback is kept up to this many characters, its end (where the error is) kept.
 MAX_TRACEBACK_CHARS = 8_000
+MAX_MESSAGE_CHARS = 2_000
 
 
 class Attempt(BaseModel):
@@ -46,10 +47,16 @@ def attempt(job_try: int, error: JobError, duration_s: float | None, retry_in_s:
     }
 
 
-def bounded_traceback(text: str) -> str:
-    if len(text) <= MAX_TRACEBACK_CHARS:
+def bounded(text: str, limit: int) -> str:
+    """At most `limit` characters: the start (where a traceback's frames are) and the end (its error line)."""
+    if len(text) <= limit:
         return text
-    return "...\n" + text[-MAX_TRACEBACK_CHARS:]
+    head = limit // 4
+    return f"{text[:head]}\n... ({len(text) - limit} characters left out) ...\n{text[len(text) - (limit - head):]}"
+
+
+def bounded_traceback(text: str) -> str:
+    return bounded(text, MAX_TRACEBACK_CHARS)
 
 
 def parse(raw: list[bytes] | None) -> list[Attempt]:

@@ -105,7 +105,7 @@ def _error_of(exc: BaseException, timeout_s: float) -> JobError:
     original = exc.original if isinstance(exc, JobRaisedBaseException) else exc
     kind = ErrorKind.invalid_arguments if isinstance(exc, InvalidArguments) else ErrorKind.exception
     try:
-        message = str(original)
+        message = attempts.bounded(str(original), attempts.MAX_MESSAGE_CHARS)
     except Exception as str_failed:
         message = f"<str() of the exception raised {type(str_failed).__name__}>"
     try:

@@ -43,14 +43,15 @@ def _missed(schedule: dict[str, Any], ran_ms: frozenset[int], now: datetime) -> 
     was up, its job was aborted or its id taken): each tick that ran is recorded by the worker that ran it."""
     if not ran_ms:
         return 0, None
+    ran_s = {tick // 1000 for tick in ran_ms}  # arq schedules a tick at .123456 past its second: compare seconds
     cutoff = now - MISSED_AFTER
     missed, latest = 0, None
     tick = next_cron(datetime.fromtimestamp(min(ran_ms) / 1000, UTC), **schedule)
     for _ in range(MAX_TICKS_WALKED):
         if tick > cutoff:
             break
-        if int(tick.timestamp() * 1000) not in ran_ms:
-            missed, latest = missed + 1, tick
+        if int(tick.timestamp()) not in ran_s:
+            missed, latest = missed + 1, tick.replace(microsecond=0)
         tick = next_cron(tick, **schedule)
     return missed, latest
 
@@ -73,7 +74,7 @@ async def list_cron(pool: PoolDep, registry: RegistryDep) -> list[CronView]:
                 name=spec.name,
                 description=spec.description,
                 schedule=_schedule(spec.schedule),
-                next_run=next_cron(now, **spec.schedule),  # type: ignore[arg-type]
+                next_run=next_cron(now, **spec.schedule).replace(microsecond=0),  # type: ignore[arg-type]
                 last_run=_last_run(runs[spec.name]),
                 missed_runs=missed,
                 last_missed_at=last_missed,
