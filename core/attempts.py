@@ -52,7 +52,7 @@ def bounded(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     head = limit // 4
-    return f"{text[:head]}\n... ({len(text) - limit} characters left out) ...\n{text[len(text) - (limit - head):]}"
+    return f"{text[:head]}\n... ({len(text) - limit} characters left out) ...\n{text[len(text) - (limit - head) :]}"
 
 
 def bounded_traceback(text: str) -> str:
