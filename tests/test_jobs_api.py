@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from arq.connections import ArqRedis
-from core.execution import arq_function
 
 from core import keys
-from core.registry import registry
+from core.registry import Registry
 
 WELCOME = {"function": "send_welcome_email", "kwargs": {"email": "ada@example.com", "name": "Ada"}}
 
@@ -169,32 +169,42 @@ async def test_failing_job_is_recorded_with_its_error(client: httpx.AsyncClient,
     assert worker.jobs_failed == 1
     outcome = (await client.get(f"/v1/jobs/{job_id}/result")).json()
     assert outcome["status"] == "failed"
-    assert outcome["error"] == {"type": "ValueError", "message": "boom"}
+    error = outcome["error"]
+    assert {k: error[k] for k in ("kind", "type", "message")} == {
+        "kind": "exception",
+        "type": "ValueError",
+        "message": "boom",
+    }
+    assert error["traceback"].rstrip().endswith("ValueError: boom")
+    assert "fail_always" in error["traceback"]
 
 
 async def test_job_exceeding_its_timeout_fails_with_timeout_error(
-    client: httpx.AsyncClient, settings, run_burst_worker
+    client: httpx.AsyncClient, registry: Registry, run_burst_worker
 ) -> None:
     spec = registry.get("sleep_for")
-    quick = dataclasses.replace(spec, options=dataclasses.replace(spec.options, timeout_s=0.2, max_tries=1))
+    registry.replace_job("sleep_for", options=dataclasses.replace(spec.options, timeout_s=0.2, max_tries=1))
     job_id = (await client.post("/v1/jobs", json={"function": "sleep_for", "kwargs": {"seconds": 5}})).json()["job_id"]
-    await run_burst_worker(functions=[arq_function(quick, settings)])
+    started = time.monotonic()
+    worker = await run_burst_worker()
+    assert time.monotonic() - started < 3  # cut off at its 0.2 s timeout, not after its 5 s sleep
+    assert worker.jobs_failed == 1
     outcome = (await client.get(f"/v1/jobs/{job_id}/result")).json()
     assert outcome["status"] == "failed"
-    assert outcome["error"]["type"] == "TimeoutError"
+    assert outcome["error"]["kind"] == "timeout"
+    assert outcome["error"]["type"] == "JobTimeout"
 
 
 async def test_abort_honours_a_function_that_keeps_no_result(
-    client: httpx.AsyncClient, redis: ArqRedis, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, redis: ArqRedis, registry: Registry
 ) -> None:
     spec = registry.get("echo")
-    monkeypatch.setitem(
-        registry.jobs, "echo", dataclasses.replace(spec, options=dataclasses.replace(spec.options, keep_result_s=0))
-    )
+    registry.replace_job("echo", options=dataclasses.replace(spec.options, keep_result_s=0))
     job_id = (await client.post("/v1/jobs", json={"function": "echo", "kwargs": {"value": 1}})).json()["job_id"]
     response = await client.delete(f"/v1/jobs/{job_id}")
     assert response.status_code == 200
     assert response.json()["status"] == "aborted"
-    assert response.json()["error"]["type"] == "CancelledError"
+    assert response.json()["error"]["kind"] == "aborted"
+    assert response.json()["error"]["type"] == "JobAborted"
     assert await redis.exists(keys.result(job_id)) == 0  # keep_result=0, not the 1-day default
     assert await redis.zscore("arq:queue", job_id) is None

@@ -8,21 +8,21 @@ from datetime import UTC, datetime
 
 import httpx
 from arq.connections import ArqRedis
-from core.claim import Claimer
 
-from core import keys
-from core.enqueue import JobRequest, _prepare, _script, enqueue
-from core.registry import registry
+from core import codec, keys, wire
+from core.enqueue import JobRequest, _prepare, _write, enqueue_many
+from core.registry import Registry
+from core.worker.claim import PAGE, claim
 from settings import Settings
 from tests.conftest import build_worker
 
 
 async def test_job_longer_than_its_lease_stays_with_its_worker(
-    client: httpx.AsyncClient, settings: Settings, redis: ArqRedis
+    client: httpx.AsyncClient, settings: Settings, registry: Registry, redis: ArqRedis
 ) -> None:
     """Two workers, a 2 s lease, a 4.5 s job: renewals keep the idle worker from claiming it again."""
     short_lease = settings.model_copy(update={"job_lease_seconds": 2})
-    workers = [build_worker(short_lease) for _ in range(2)]
+    workers = [build_worker(short_lease, registry) for _ in range(2)]
     tasks = [asyncio.create_task(w.async_run()) for w in workers]
     try:
         body = {"function": "count_starts", "kwargs": {"token": "long", "seconds": 4.5}}
@@ -39,29 +39,54 @@ async def test_job_longer_than_its_lease_stays_with_its_worker(
             await worker.close()
 
 
-async def test_claim_pages_past_jobs_running_elsewhere(settings: Settings, redis: ArqRedis) -> None:
-    spec = registry.get("echo")
-    ids = [(await enqueue(redis, spec, {"value": n})).job_id for n in range(5)]
-    for job_id in ids[:4]:  # the four oldest are running on other workers
+async def enqueue_running_elsewhere(redis: ArqRedis, registry: Registry, total: int, running: int) -> list[str]:
+    """`total` due echo jobs in queue order (one score, ids in order); the first `running` are held by other
+    workers (any lease value means held)."""
+    ids = [f"job-{n:03d}" for n in range(total)]
+    await enqueue_many(redis, [JobRequest(registry.get("echo"), {"value": n}, job_id=i) for n, i in enumerate(ids)])
+    for job_id in ids[:running]:
         await redis.set(keys.in_progress(job_id), b"1", px=10_000)
-    claimer = Claimer(redis, settings.queue_name, lease_s=10)
-    claimed, _ = await claimer.claim(int(time.time() * 1000) + 1, want=1, scan=2)
-    assert [job.job_id for job in claimed] == [ids[4]]
-    assert claimed[0].job_try == 1 and claimed[0].payload is not None
+    return ids
 
 
-async def test_retried_enqueue_of_the_same_payload_is_not_a_duplicate(settings: Settings, redis: ArqRedis) -> None:
+async def test_claim_pages_past_jobs_running_elsewhere(
+    settings: Settings, registry: Registry, redis: ArqRedis
+) -> None:
+    # More running jobs than one page of due ids (PAGE): the claim has to read a second page to find a free one.
+    ids = await enqueue_running_elsewhere(redis, registry, PAGE + 5, running=PAGE + 2)
+    now_ms = int(time.time() * 1000) + 1
+    claimed, _ = await claim(redis, settings.queue_name, "worker-a", now_ms, 1, 2 * PAGE, 10_000)
+    assert [job.job_id for job in claimed] == [ids[PAGE + 2]]
+    [held] = claimed
+    assert held.job_try == 1 and held.payload is not None and not held.aborted
+    assert held.token == f"worker-a:{now_ms}:0" and held.started_ms == now_ms
+    assert await redis.get(keys.in_progress(held.job_id)) == held.token.encode()
+    assert 0 < await redis.pttl(keys.in_progress(held.job_id)) <= 10_000
+    assert wire.decode_job(held.payload, codec.loads).kwargs == {"value": PAGE + 2}
+    assert {await redis.get(keys.in_progress(job_id)) for job_id in ids[: PAGE + 2]} == {b"1"}  # left alone
+
+
+async def test_claim_reads_no_further_than_its_read_limit(
+    settings: Settings, registry: Registry, redis: ArqRedis
+) -> None:
+    ids = await enqueue_running_elsewhere(redis, registry, PAGE + 5, running=PAGE + 2)
+    now_ms = int(time.time() * 1000) + 1
+    claimed, _ = await claim(redis, settings.queue_name, "worker-a", now_ms, 1, PAGE + 2, 10_000)
+    assert claimed == []
+    assert await redis.exists(keys.in_progress(ids[PAGE + 2]), keys.retry(ids[PAGE + 2])) == 0
+
+
+async def test_retried_enqueue_of_the_same_payload_is_not_a_duplicate(
+    settings: Settings, registry: Registry, redis: ArqRedis
+) -> None:
     """A retry after a lost reply re-sends the identical script call: it must succeed, not answer 409."""
     request = JobRequest(registry.get("echo"), {"value": 1}, job_id="retried")
-    script_keys, args, _ = _prepare(request, settings.queue_name, datetime.now(UTC), redis.expires_extra_ms)
-    script = _script(redis)
-    assert await script(keys=script_keys, args=args) == 1
-    assert await script(keys=script_keys, args=args) == 1
-    other_keys, other_args, _ = _prepare(
-        JobRequest(registry.get("echo"), {"value": 2}, job_id="retried"),
-        settings.queue_name,
-        datetime.now(UTC),
-        redis.expires_extra_ms,
+    prepared = _prepare(request, datetime.now(UTC), redis.expires_extra_ms)
+    assert await _write(redis, settings.queue_name, [prepared]) == [True]
+    assert await _write(redis, settings.queue_name, [prepared]) == [True]
+    other = _prepare(
+        JobRequest(registry.get("echo"), {"value": 2}, job_id="retried"), datetime.now(UTC), redis.expires_extra_ms
     )
-    assert await script(keys=other_keys, args=other_args) == 0
+    assert await _write(redis, settings.queue_name, [other]) == [False]
     assert await redis.zcard(settings.queue_name) == 1
+    assert await redis.get(keys.job("retried")) == prepared.payload
