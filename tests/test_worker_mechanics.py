@@ -49,9 +49,7 @@ async def enqueue_running_elsewhere(redis: ArqRedis, registry: Registry, total: 
     return ids
 
 
-async def test_claim_pages_past_jobs_running_elsewhere(
-    settings: Settings, registry: Registry, redis: ArqRedis
-) -> None:
+async def test_claim_pages_past_jobs_running_elsewhere(settings: Settings, registry: Registry, redis: ArqRedis) -> None:
     # More running jobs than one page of due ids (PAGE): the claim has to read a second page to find a free one.
     ids = await enqueue_running_elsewhere(redis, registry, PAGE + 5, running=PAGE + 2)
     now_ms = int(time.time() * 1000) + 1
