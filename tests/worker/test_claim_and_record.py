@@ -1,0 +1,101 @@
+"""`core.worker.claim`, `core.worker.leases`, `core.worker.record`: the claim's token fences every later write;
+a copy that no longer holds its job changes nothing, and nothing puts an ended job back on the queue."""
+
+from __future__ import annotations
+
+import time
+
+from arq.connections import ArqRedis
+
+from core import keys, wire
+from core.codec import ErrorKind, JobError
+from core.worker import leases
+from core.worker.claim import Claim, claim
+from core.worker.outcome import Failed, Requeued, Retrying, Succeeded
+from core.worker.record import Storage, write
+from settings import Settings
+
+QUEUE = "arq:queue"
+KEEP = Storage(result_px=60_000, keep_lease_px=None, dead_letter_px=None)
+
+
+async def stage(redis: ArqRedis, job_id: str, score_ms: int | None = None) -> None:
+    await redis.set(keys.job(job_id), wire.encode_job("echo", {"value": 1}, int(time.time() * 1000)))
+    await redis.zadd(QUEUE, {job_id: score_ms if score_ms is not None else int(time.time() * 1000) - 1})
+
+
+async def take(redis: ArqRedis, worker: str = "w1", lease_ms: int = 10_000) -> list[Claim]:
+    claimed, _ = await claim(redis, QUEUE, worker, int(time.time() * 1000), 10, 100, lease_ms)
+    return claimed
+
+
+async def test_a_claim_holds_its_job_with_its_own_token(settings: Settings, redis: ArqRedis) -> None:
+    await stage(redis, "a")
+    (held,) = await take(redis, "worker-1")
+    assert held.token.startswith("worker-1:") and held.job_try == 1 and held.payload is not None
+    assert await redis.get(keys.in_progress("a")) == held.token.encode()
+    assert abs((wire.lease_started_ms(held.token) or 0) - int(time.time() * 1000)) < 5_000
+    assert await take(redis, "worker-2") == []  # held: nobody else claims it
+
+
+async def test_a_stale_copy_changes_nothing(settings: Settings, redis: ArqRedis) -> None:
+    await stage(redis, "a")
+    (stale,) = await take(redis, "frozen", lease_ms=50)
+    await redis.delete(keys.in_progress("a"))  # its lease lapsed...
+    (current,) = await take(redis, "other")  # ...and another worker claimed the job
+    assert current.job_try == 2
+    for outcome in (Succeeded(b'{"r":1}'), Retrying(0, None), Requeued()):
+        assert await write(redis, QUEUE, stale, outcome, KEEP) is False
+    assert await redis.get(keys.in_progress("a")) == current.token.encode()  # not renewed away, not removed
+    assert await redis.get(keys.retry("a")) == b"2"  # no try given back by the stale copy
+    assert await redis.exists(keys.result("a")) == 0
+    assert await write(redis, QUEUE, current, Succeeded(b'{"r":2}'), KEEP) is True
+    assert await redis.get(keys.result("a")) == b'{"r":2}'
+    assert await redis.zscore(QUEUE, "a") is None
+    # Late writes of the stale copy cannot overwrite the success nor put the job back on the queue.
+    error = JobError.of_kind(ErrorKind.expired, "x")
+    assert await write(redis, QUEUE, stale, Failed(error, b"failed", None, None), KEEP) is False
+    assert await write(redis, QUEUE, stale, Retrying(0, None), KEEP) is False
+    assert await redis.get(keys.result("a")) == b'{"r":2}' and await redis.zscore(QUEUE, "a") is None
+    assert await leases.renew(redis, [stale], 10_000) == [stale]
+
+
+async def test_a_lapsed_lease_nobody_took_is_still_ours(settings: Settings, redis: ArqRedis) -> None:
+    await stage(redis, "a")
+    (held,) = await take(redis)
+    await redis.delete(keys.in_progress("a"))  # lapsed during an outage; nobody claimed it since
+    assert await leases.renew(redis, [held], 10_000) == []  # taken back
+    assert await redis.get(keys.in_progress("a")) == held.token.encode()
+    await redis.delete(keys.in_progress("a"))
+    assert await write(redis, QUEUE, held, Succeeded(b"{}"), KEEP) is True
+
+
+async def test_a_retry_reschedules_only_a_queued_job_and_requeue_gives_the_try_back(
+    settings: Settings, redis: ArqRedis
+) -> None:
+    await stage(redis, "a")
+    (held,) = await take(redis)
+    assert await write(redis, QUEUE, held, Retrying(30, {"try": 1}), KEEP) is True
+    score = await redis.zscore(QUEUE, "a")
+    assert score is not None and score > time.time() * 1000 + 25_000
+    assert await redis.exists(keys.in_progress("a")) == 0 and await redis.llen(keys.attempts("a")) == 1
+    await redis.zadd(QUEUE, {"a": int(time.time() * 1000) - 1})
+    (again,) = await take(redis)
+    assert again.job_try == 2
+    assert await write(redis, QUEUE, again, Requeued(), KEEP) is True
+    assert await redis.get(keys.retry("a")) == b"1"
+
+
+async def test_a_stray_queue_entry_of_an_ended_job_is_dropped_not_run(settings: Settings, redis: ArqRedis) -> None:
+    await redis.set(keys.result("done"), b'{"s": true}')
+    await redis.zadd(QUEUE, {"done": 1})  # no payload, but a kept result: it ended
+    assert await take(redis) == []
+    assert await redis.zscore(QUEUE, "done") is None
+    assert await redis.get(keys.result("done")) == b'{"s": true}'
+
+
+async def test_a_claim_reads_no_more_than_its_read_limit(settings: Settings, redis: ArqRedis) -> None:
+    for n in range(30):
+        await stage(redis, f"j{n}", int(time.time() * 1000) - 1000 + n)
+    claimed, _ = await claim(redis, QUEUE, "w", int(time.time() * 1000), 100, 7, 10_000)
+    assert len(claimed) == 7
