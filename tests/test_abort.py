@@ -24,13 +24,17 @@ async def test_aborted_queued_job_never_runs(client: httpx.AsyncClient, redis: A
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "aborted"
-    assert body["error"]["type"] == "CancelledError"
+    assert (body["error"]["kind"], body["error"]["type"]) == ("aborted", "JobAborted")
+    assert body["started_at"] is None  # it never started
+    assert body["finished_at"] is not None
 
     worker = await run_burst_worker()
     assert worker.jobs_complete == 0
     assert worker.jobs_failed == 0
     assert await redis.get("test:started:queued") is None
-    assert (await client.get(f"/v1/jobs/{job_id}")).json()["status"] == "aborted"
+    view = (await client.get(f"/v1/jobs/{job_id}")).json()
+    assert view["status"] == "aborted"
+    assert view["started_at"] is None and view["tries"] == 0
 
 
 async def test_aborted_deferred_job_leaves_the_queue(client: httpx.AsyncClient, redis: ArqRedis) -> None:
@@ -55,8 +59,9 @@ async def test_aborted_running_job_is_cancelled_by_its_worker(client: httpx.Asyn
     assert response.status_code in (200, 202)
 
     aborted = await wait_for(view, lambda v: v["status"] == "aborted", timeout=5)
-    assert aborted["error"]["type"] == "CancelledError"
+    assert (aborted["error"]["kind"], aborted["error"]["type"]) == ("aborted", "JobAborted")
     assert aborted["result"] is None
+    assert aborted["started_at"] is not None and aborted["started_at"] <= aborted["finished_at"]
     assert running_worker.jobs_complete == 0
 
 

@@ -52,6 +52,7 @@ def test_an_exception_result_comes_back_as_a_job_error() -> None:
     error = decoded["r"]
     assert isinstance(error, codec.JobError)
     assert (error.type, error.message) == ("ValueError", "boom")
+    assert error.kind == "exception"
     assert not error.aborted
     assert decoded["s"] is False
 
@@ -59,18 +60,33 @@ def test_an_exception_result_comes_back_as_a_job_error() -> None:
 def test_a_cancelled_job_is_marked_aborted() -> None:
     error = codec.loads(codec.dumps({"s": False, "r": asyncio.CancelledError()}))["r"]
     assert isinstance(error, codec.JobError)
-    assert error.type == "CancelledError"
+    assert (error.kind, error.type) == ("aborted", "JobAborted")
     assert error.aborted
+
+
+def test_a_result_written_before_error_kinds_still_reads_as_aborted() -> None:
+    marker = {codec.ERROR_MARKER: {"type": "CancelledError", "message": "aborted before it started"}}
+    error = codec.loads(codec.dumps({"s": False, "r": marker}))["r"]
+    assert isinstance(error, codec.JobError)
+    assert error.aborted and error.kind == "exception"
 
 
 def test_a_timeout_without_message_gets_one() -> None:
     error = codec.loads(codec.dumps({"s": False, "r": TimeoutError()}))["r"]
-    assert (error.type, error.message) == ("TimeoutError", "job timed out")
+    assert (error.kind, error.type, error.message) == ("timeout", "JobTimeout", "job timed out")
 
 
 def test_a_job_error_keeps_its_type_through_another_round_trip() -> None:
     error = codec.loads(codec.dumps({"s": False, "r": codec.JobError("KeyError", "'sku'")}))["r"]
     assert (error.type, error.message) == ("KeyError", "'sku'")
+    sent = codec.JobError.of_kind(codec.ErrorKind.worker_lost, "gone", traceback="Traceback ...")
+    error = codec.loads(codec.dumps({"s": False, "r": sent}))["r"]
+    assert (error.kind, error.type, error.message, error.traceback) == (
+        "worker_lost",
+        "WorkerLost",
+        "gone",
+        "Traceback ...",
+    )
 
 
 def test_the_error_marker_is_only_read_in_a_result() -> None:

@@ -75,7 +75,10 @@ async def test_worker_never_unpickles_a_job_payload(
     assert response.status_code == 200
     view = response.json()
     assert view["status"] == "failed"
-    assert view["error"]["type"] == "DeserializationError"
+    assert (view["error"]["kind"], view["error"]["type"]) == ("unreadable_payload", "UnreadablePayload")
+    assert not marker.exists()
+    dead = (await client.get(f"/v1/dead/{job_id}")).json()
+    assert dead["reason"] == "unreadable payload" and dead["requeueable"] is False
     assert not marker.exists()
 
 
@@ -104,13 +107,15 @@ async def test_api_never_unpickles_a_stored_result(client: httpx.AsyncClient, re
     view = await client.get(f"/v1/jobs/{job_id}")
     assert view.status_code == 200
     assert view.json()["status"] == "failed"
-    assert view.json()["error"]["type"] == "DeserializationError"
+    error = view.json()["error"]
     outcome = await client.get(f"/v1/jobs/{job_id}/result")
     assert outcome.status_code == 200
     assert outcome.json()["status"] == "failed"
     assert outcome.json()["finished"] is True
     assert (await client.delete(f"/v1/jobs/{job_id}")).status_code == 409
     assert not marker.exists()
+    # The platform's words for a stored record it cannot read: kind unreadable_payload, type UnreadablePayload.
+    assert (error["kind"], error["type"]) == ("unreadable_payload", "UnreadablePayload")
 
 
 async def test_api_never_unpickles_stored_progress(

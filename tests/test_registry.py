@@ -1,5 +1,6 @@
 """`core.registry`: the argument contract derived from a job's signature, and what it refuses to
-register. Each test uses its own `Registry()`, never the global one."""
+register. Each test uses its own `Registry()`; `@job` and `@cron` mark the function itself, so a test that
+marks a function defines its own."""
 
 from __future__ import annotations
 
@@ -149,6 +150,10 @@ def test_cron_job_must_take_only_the_context() -> None:
     registry = Registry()
     with pytest.raises(TypeError, match="must take only the job context"):
         registry.cron(second=0)(resize_image)
+
+    async def tick(ctx: JobContext) -> None:
+        """A cron job no other test has marked."""
+
     registry.cron(second=every(15), run_at_startup=True)(tick)
     spec = registry.crons["tick"]
     assert spec.schedule["second"] == {0, 15, 30, 45}
