@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import httpx
 
 from core import keys
+
+
+def error_of(view: dict[str, Any]) -> tuple[str, str, str]:
+    """kind, type and message of an error view (its traceback is checked on its own)."""
+    return view["kind"], view["type"], view["message"]
 
 
 async def _enqueue(client: httpx.AsyncClient, function: str, **kwargs: object) -> str:
@@ -20,8 +28,12 @@ async def test_failing_try_is_retried_with_backoff_and_recorded(client: httpx.As
     view = (await client.get(f"/v1/jobs/{job_id}")).json()
     assert [a["try"] for a in view["attempts"]] == [1, 2]
     assert {a["error_type"] for a in view["attempts"]} == {"ConnectionError"}
+    assert {a["kind"] for a in view["attempts"]} == {"exception"}
+    assert [a["message"] for a in view["attempts"]] == ["try 1 failed", "try 2 failed"]
+    assert all("ConnectionError: try" in a["traceback"] for a in view["attempts"])
     assert [a["retry_in_s"] for a in view["attempts"]] == [0.3, 0.6]
-    gap = view["attempts"][1]["at"] - view["attempts"][0]["at"]
+    first, second = (datetime.fromisoformat(a["at"]) for a in view["attempts"])
+    gap = (second - first).total_seconds()
     assert 0.3 <= gap < 0.3 + 0.2, gap  # try 2 starts 0.3 s after try 1 failed, within a small margin
 
 
@@ -33,7 +45,11 @@ async def test_exhausted_job_lands_in_dead_letters_with_history(client: httpx.As
     assert dead["function"] == "fail_then_succeed" and dead["kwargs"] == {"failures": 99}
     assert dead["tries"] == 3 and dead["reason"] == "failed 3 of 3 tries"
     assert [a["try"] for a in dead["attempts"]] == [1, 2, 3]
-    assert dead["error"] == {"type": "ConnectionError", "message": "try 3 failed"}
+    assert [a["retry_in_s"] for a in dead["attempts"]] == [0.3, 0.6, None]  # the last try gave up
+    assert all(a["at"] is not None for a in dead["attempts"])
+    assert error_of(dead["error"]) == ("exception", "ConnectionError", "try 3 failed")
+    assert dead["error"]["traceback"].rstrip().endswith("ConnectionError: try 3 failed")
+    assert datetime.fromisoformat(dead["failed_at"]) >= datetime.fromisoformat(dead["attempts"][-1]["at"])
     page = (await client.get("/v1/dead")).json()
     assert page["total"] == 1 and page["items"][0]["job_id"] == job_id
 
@@ -44,7 +60,9 @@ async def test_fatal_error_is_not_retried(client: httpx.AsyncClient, run_burst_w
     assert worker.jobs_failed == 1 and worker.jobs_retried == 0
     dead = (await client.get(f"/v1/dead/{job_id}")).json()
     assert dead["tries"] == 1 and dead["reason"] == "fatal error"
-    assert dead["error"] == {"type": "Fatal", "message": "bad card"}
+    assert error_of(dead["error"]) == ("exception", "Fatal", "bad card")
+    assert "Fatal: bad card" in dead["error"]["traceback"]
+    assert [(a["try"], a["error_type"], a["retry_in_s"]) for a in dead["attempts"]] == [(1, "Fatal", None)]
 
 
 async def test_requeued_dead_job_runs_again_with_its_kwargs(client: httpx.AsyncClient, redis, run_burst_worker) -> None:
@@ -98,5 +116,7 @@ async def test_unknown_function_on_worker_is_dead_lettered(client: httpx.AsyncCl
     await run_burst_worker()
     dead = (await client.get("/v1/dead/future")).json()
     assert dead["function"] == "added_in_next_release" and dead["kwargs"] == {"order": 1}
-    assert dead["reason"] == "function not registered on the worker" and dead["requeueable"] is True
+    assert dead["reason"] == "function not registered" and dead["requeueable"] is True
+    assert (dead["error"]["kind"], dead["error"]["type"]) == ("unknown_function", "UnknownFunction")
+    assert "added_in_next_release" in dead["error"]["message"]
     assert await redis.exists(keys.dead_letter("future"))
