@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, TypedDict
 
 from arq.connections import ArqRedis
 
-if TYPE_CHECKING:
-    from core.workers import WorkerStats
-
 
 class JobContext(TypedDict, total=False):
-    """What arq puts in `ctx`, plus the platform's additions."""
+    """What arq puts in `ctx`, plus the platform's additions (its queue and settings)."""
 
     redis: ArqRedis
     job_id: str
     job_try: int
     enqueue_time: datetime
     score: int
-    stats: WorkerStats
     queue_name: str
     settings: Any

@@ -56,6 +56,16 @@ class JobOptions:
 
 
 @dataclass(frozen=True)
+class ResolvedOptions:
+    """A job's options with the platform's defaults filled in: what the worker runs it with."""
+
+    timeout_s: float
+    max_tries: int
+    keep_result_s: float
+    retry: RetryPolicy
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """A job: its public name, the coroutine, its argument model, result contract and options."""
 
@@ -65,6 +75,21 @@ class JobSpec:
     description: str
     options: JobOptions
     returns: TypeAdapter[Any] | None = None
+
+    def resolved(self, settings: Settings) -> ResolvedOptions:
+        """The one place a job's options meet the settings' defaults (worker, API views and aborts use it)."""
+        options = self.options
+        return ResolvedOptions(
+            timeout_s=options.timeout_s or settings.job_timeout_seconds,
+            max_tries=options.max_tries or settings.max_tries,
+            keep_result_s=settings.keep_result_seconds if options.keep_result_s is None else options.keep_result_s,
+            retry=options.retry
+            or RetryPolicy(
+                delay_s=settings.retry_delay_seconds,
+                max_delay_s=settings.retry_max_delay_seconds,
+                jitter=settings.retry_jitter,
+            ),
+        )
 
     def validate(self, kwargs: dict[str, Any]) -> BaseModel:
         """Validate keyword arguments against the signature; raises pydantic's ValidationError."""

@@ -24,12 +24,13 @@ READ_PER_SLOT = 20
 
 def arq_function(spec: JobSpec, settings: Settings) -> Function:
     """A registered job as an arq Function under its public name, its options resolved."""
+    options = spec.resolved(settings)
     return func(
         spec.function,  # type: ignore[arg-type]
         name=spec.name,
-        timeout=spec.options.timeout_s or settings.job_timeout_seconds,
-        max_tries=spec.options.max_tries or settings.max_tries,
-        keep_result=settings.keep_result_seconds if spec.options.keep_result_s is None else spec.options.keep_result_s,
+        timeout=options.timeout_s,
+        max_tries=options.max_tries,
+        keep_result=options.keep_result_s,
     )
 
 

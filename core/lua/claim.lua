@@ -5,6 +5,8 @@
 -- ARGV: now_ms, want, read_limit, page, lease_ms, lease_prefix, job_prefix, try_prefix, try_ttl_s, token_prefix,
 --       result_prefix
 local claimed = {}
+-- An abort is rare: look for one per job only when the abort set exists at all.
+local aborts = redis.call('EXISTS', KEYS[2]) == 1
 local want, limit, page = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local offset = 0
 while offset < limit and #claimed < want do
@@ -23,7 +25,7 @@ while offset < limit and #claimed < want do
       else
         local try = redis.call('INCR', ARGV[8] .. id)
         if try == 1 then redis.call('EXPIRE', ARGV[8] .. id, ARGV[9]) end
-        local aborted = redis.call('ZREM', KEYS[2], id)
+        local aborted = aborts and redis.call('ZREM', KEYS[2], id) or 0
         claimed[#claimed + 1] = {id, due[i + 1], payload or false, try, aborted, token}
       end
     end

@@ -1,9 +1,10 @@
 -- Write the end of one try, once, by whoever still holds the job: the only script that ends, retries or
 -- requeues a claimed job. Returns 1 when written, 0 when this claim no longer holds the job (nothing changes).
--- KEYS: lease, try counter, job, result, queue, abort set, attempts, dead letter, dead letters, wake list
--- ARGV: job_id, token, try, mode (finish | retry | requeue), result ('' none), result_px ('' forever),
---       keep_lease_px ('' delete), retry_score, attempt ('' none), attempts_ttl_s, dead_letter ('' none),
---       dead_letter_px ('' forever), now_ms, max_wake_tokens
+-- KEYS: lease, try counter, job, result, queue, abort set, then as the mode needs: attempts, wake list,
+--       dead letter, dead letters.
+-- ARGV: job_id, token, try, "<mode> <result px|-> <keep lease px|-> <retry score> <now ms> <attempts ttl s>
+--       <dead letter px|-> <max wake tokens>", result (or ''), attempt (or ''), dead letter (or '').
+-- mode: finish | retry | requeue. The options travel as one string: every argument costs the client work.
 local current = redis.call('GET', KEYS[1])
 if current ~= ARGV[2] then
   -- Not our lease. A lapsed one is still ours if nobody claimed the job since and it has not ended.
@@ -12,47 +13,48 @@ if current ~= ARGV[2] then
     return 0
   end
 end
-if ARGV[9] ~= '' then
-  redis.call('RPUSH', KEYS[7], ARGV[9])
-  redis.call('EXPIRE', KEYS[7], ARGV[10])
+local mode, result_px, keep_lease_px, retry_score, now, attempts_ttl, dead_px, max_wake =
+  string.match(ARGV[4], '(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)')
+if ARGV[6] and ARGV[6] ~= '' then
+  redis.call('RPUSH', KEYS[7], ARGV[6])
+  redis.call('EXPIRE', KEYS[7], attempts_ttl)
 end
-local mode = ARGV[4]
 if mode == 'finish' then
-  if ARGV[7] == '' then
+  if keep_lease_px == '-' then
     redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
   else
     redis.call('DEL', KEYS[2], KEYS[3])
-    redis.call('PEXPIRE', KEYS[1], ARGV[7])
+    redis.call('PEXPIRE', KEYS[1], keep_lease_px)
   end
-  if ARGV[5] ~= '' then
-    if ARGV[6] == '' then
+  if ARGV[5] and ARGV[5] ~= '' then
+    if result_px == '-' then
       redis.call('SET', KEYS[4], ARGV[5])
     else
-      redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6])
+      redis.call('SET', KEYS[4], ARGV[5], 'PX', result_px)
     end
   end
   redis.call('ZREM', KEYS[5], ARGV[1])
   redis.call('ZREM', KEYS[6], ARGV[1])
-  if ARGV[11] ~= '' then
-    if ARGV[12] == '' then
-      redis.call('SET', KEYS[8], ARGV[11])
+  if ARGV[7] and ARGV[7] ~= '' then
+    if dead_px == '-' then
+      redis.call('SET', KEYS[9], ARGV[7])
       redis.call('PERSIST', KEYS[7])
     else
-      redis.call('SET', KEYS[8], ARGV[11], 'PX', ARGV[12])
-      redis.call('PEXPIRE', KEYS[7], ARGV[12])
+      redis.call('SET', KEYS[9], ARGV[7], 'PX', dead_px)
+      redis.call('PEXPIRE', KEYS[7], dead_px)
     end
-    redis.call('ZADD', KEYS[9], ARGV[13], ARGV[1])
+    redis.call('ZADD', KEYS[10], now, ARGV[1])
   end
   return 1
 end
 redis.call('DEL', KEYS[1])
 if mode == 'retry' then
   -- XX: only a job still on the queue is rescheduled; nothing puts an ended job back.
-  redis.call('ZADD', KEYS[5], 'XX', ARGV[8], ARGV[1])
+  redis.call('ZADD', KEYS[5], 'XX', retry_score, ARGV[1])
 else -- requeue: the worker is stopping; the try it took is given back
   redis.call('DECR', KEYS[2])
 end
-if tonumber(ARGV[8]) <= tonumber(ARGV[13]) and redis.call('LPUSH', KEYS[10], '1') > tonumber(ARGV[14]) then
-  redis.call('LTRIM', KEYS[10], 0, ARGV[14] - 1)
+if tonumber(retry_score) <= tonumber(now) and redis.call('LPUSH', KEYS[8], '1') > tonumber(max_wake) then
+  redis.call('LTRIM', KEYS[8], 0, max_wake - 1)
 end
 return 1

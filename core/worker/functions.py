@@ -31,12 +31,6 @@ class Runnable:
     keep_lease_s: float | None  # arq keeps a cron job's claim a minute after it ends
 
 
-def default_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(
-        delay_s=settings.retry_delay_seconds, max_delay_s=settings.retry_max_delay_seconds, jitter=settings.retry_jitter
-    )
-
-
 def resolve(
     function: Function | CronJob,
     *,
@@ -51,7 +45,7 @@ def resolve(
     is_cron = isinstance(function, CronJob)
     policy = None
     if spec is not None and not is_cron:
-        policy = spec.options.retry or default_policy(settings)
+        policy = spec.resolved(settings).retry
     return Runnable(
         name=function.name,
         coroutine=function.coroutine,

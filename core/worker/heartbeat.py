@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sized
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import asdict
 
@@ -13,7 +13,7 @@ from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
 from core import codec, keys
-from core.workers import MISSED_BEATS_BEFORE_DEAD, WorkerInfo, stale_before
+from core.workers import MISSED_BEATS_BEFORE_DEAD, WorkerInfo, WorkerStats, stale_before
 
 log = structlog.get_logger("worker")
 
@@ -29,11 +29,12 @@ async def beat(redis: ArqRedis, info: WorkerInfo, interval_s: float) -> None:
         await pipe.execute()
 
 
-async def beat_forever(redis: ArqRedis, info: WorkerInfo, interval_s: float, ongoing: Sized) -> None:
-    """Heartbeat loop; a Redis outage is logged and ridden out, never fatal. `ongoing` is the worker's map of
-    running jobs (its size is published)."""
+async def beat_forever(
+    redis: ArqRedis, info: WorkerInfo, interval_s: float, counters: Callable[[], WorkerStats]
+) -> None:
+    """Heartbeat loop, publishing the worker's own counters; a Redis outage is logged and ridden out."""
     while True:
-        info.stats.ongoing = len(ongoing)
+        info.stats = counters()
         try:
             await beat(redis, info, interval_s)
         except (RedisError, OSError) as exc:

@@ -35,41 +35,45 @@ class Storage:
     dead_letter_px: int | None  # None: kept until deleted
 
 
-def _arguments(claim: Claim, outcome: Outcome, storage: Storage, now_ms: int) -> list[str | int | bytes]:
-    mode, result, attempt, letter, retry_score = "finish", b"", b"", b"", now_ms
-    match outcome:
-        case Succeeded(result=payload) | Aborted(result=payload):
-            result = payload or b""
-        case Failed(result=payload, attempt=entry, dead_letter=dead):
-            result = payload or b""
-            attempt = codec.dumps(entry) if entry else b""
-            letter = dead_letters.encode(dead) if dead else b""
-        case Retrying(delay_s=delay_s, attempt=entry):
-            mode, retry_score = "retry", now_ms + int(delay_s * 1000)
-            attempt = codec.dumps(entry) if entry else b""
-        case Requeued():
-            mode = "requeue"
-        case Lost():
-            raise ValueError("a lost claim has nothing to write")
-    return [
-        claim.job_id, claim.token, claim.job_try, mode, result,
-        "" if storage.result_px is None else storage.result_px,
-        "" if storage.keep_lease_px is None else storage.keep_lease_px,
-        retry_score, attempt, attempts.ATTEMPTS_TTL_S, letter,
-        "" if storage.dead_letter_px is None else storage.dead_letter_px,
-        now_ms, MAX_WAKE_TOKENS,
-    ]  # fmt: skip
+def _dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 async def write(pool: ArqRedis, queue_name: str, claim: Claim, outcome: Outcome, storage: Storage) -> bool:
-    """One attempt at writing; True when written, False when the claim no longer holds the job."""
+    """One attempt at writing; True when written, False when the claim no longer holds the job. Only the keys
+    and arguments the outcome needs are sent: each one costs the client encoding work on the hot path."""
     job_id = claim.job_id
+    now_ms = int(time.time() * 1000)
     script_keys = [
         keys.in_progress(job_id), keys.retry(job_id), keys.job(job_id), keys.result(job_id), queue_name,
-        keys.ABORT_SET, keys.attempts(job_id), keys.dead_letter(job_id), keys.DEAD_LETTERS, keys.wake(queue_name),
+        keys.ABORT_SET,
     ]  # fmt: skip
-    args = _arguments(claim, outcome, storage, int(time.time() * 1000))
-    return bool(await scripts(pool).finish(keys=script_keys, args=args))
+    mode, retry_score = "finish", now_ms
+    args: list[str | int | bytes] = [job_id, claim.token, claim.job_try]
+    match outcome:
+        case Succeeded(result=payload) | Aborted(result=payload):
+            extra: list[str | int | bytes] = [payload or b""]
+        case Failed(result=payload, attempt=entry, dead_letter=dead):
+            script_keys += [keys.attempts(job_id), keys.wake(queue_name)]
+            extra = [payload or b"", codec.dumps(entry) if entry else b""]
+            if dead is not None:
+                script_keys += [keys.dead_letter(job_id), keys.DEAD_LETTERS]
+                extra.append(dead_letters.encode(dead))
+        case Retrying(delay_s=delay_s, attempt=entry):
+            mode, retry_score = "retry", now_ms + int(delay_s * 1000)
+            script_keys += [keys.attempts(job_id), keys.wake(queue_name)]
+            extra = [b"", codec.dumps(entry) if entry else b""]
+        case Requeued():
+            mode = "requeue"
+            script_keys += [keys.attempts(job_id), keys.wake(queue_name)]
+            extra = []
+        case Lost():
+            raise ValueError("a lost claim has nothing to write")
+    options = (
+        f"{mode} {_dash(storage.result_px)} {_dash(storage.keep_lease_px)} {retry_score} {now_ms} "
+        f"{attempts.ATTEMPTS_TTL_S} {_dash(storage.dead_letter_px)} {MAX_WAKE_TOKENS}"
+    )
+    return bool(await scripts(pool).finish(keys=script_keys, args=[*args, options, *extra]))
 
 
 async def record(

@@ -81,6 +81,7 @@ class PlatformWorker(Worker):
         self._outage_backoff_s = 0.0
         self._last_abort_check = 0.0
         self._last_renewal = time.monotonic()
+        self._storages: dict[str, Storage] = {}
 
     @property
     def worker_id(self) -> str:
@@ -109,7 +110,7 @@ class PlatformWorker(Worker):
         if self.announces:
             interval_s = self.platform_settings.health_check_interval_seconds
             self._background.append(
-                asyncio.create_task(heartbeat.beat_forever(self.pool, self.info, interval_s, self.tasks))
+                asyncio.create_task(heartbeat.beat_forever(self.pool, self.info, interval_s, self.counters))
             )
         try:
             while True:
@@ -137,6 +138,10 @@ class PlatformWorker(Worker):
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)
             return True
         return False
+
+    def counters(self) -> workers.WorkerStats:
+        """What the heartbeat publishes: arq's own counters, the one set the worker keeps."""
+        return workers.WorkerStats(self.jobs_complete, self.jobs_failed, self.jobs_retried, len(self.tasks))
 
     def jobs_started(self) -> int:
         return self.jobs_complete + self.jobs_retried + self.jobs_failed + len(self.tasks)
@@ -245,6 +250,14 @@ class PlatformWorker(Worker):
                 del self.lost_claims[held.job_id]
 
     def _storage(self, runnable: Runnable | None) -> Storage:
+        """How long a function's outcome records live (made once per function)."""
+        name = runnable.name if runnable else ""
+        found = self._storages.get(name)
+        if found is None:
+            found = self._storages[name] = self._make_storage(runnable)
+        return found
+
+    def _make_storage(self, runnable: Runnable | None) -> Storage:
         keep_s = self.keep_result_s if runnable is None else runnable.keep_result_s
         forever = self.keep_result_forever if runnable is None else runnable.keep_result_forever
         dead_ttl_s = self.platform_settings.dead_letter_ttl_seconds
@@ -269,7 +282,7 @@ class PlatformWorker(Worker):
 
     def _count_and_log(self, tried: Try, written: bool | None) -> None:
         """The one place a try's end is counted and logged."""
-        stats, outcome = self.info.stats, tried.outcome
+        outcome = tried.outcome
         fields: dict[str, Any] = {"function": tried.function}
         if tried.duration_s is not None:
             fields["duration_ms"] = round(tried.duration_s * 1000, 2)
@@ -281,16 +294,13 @@ class PlatformWorker(Worker):
         match outcome:
             case Succeeded():
                 self.jobs_complete += 1
-                stats.complete += 1
                 (log.debug if self._is_platform_cron(tried.function) else log.info)("job.succeeded", **fields)
             case Retrying(delay_s=delay_s, error=error):
                 self.jobs_retried += 1
-                stats.retried += 1
                 detail = {"error": error.type, "message": error.message[:200]} if error else {}
                 log.info("job.retrying", retry_in_s=round(delay_s, 3), **detail, **fields)
             case Failed(error=error, dead_letter=letter):
                 self.jobs_failed += 1
-                stats.failed += 1
                 log.warning(
                     "job.failed",
                     kind=error.kind,
@@ -303,11 +313,9 @@ class PlatformWorker(Worker):
                     log.warning("job.dead", reason=letter.reason, **fields)
             case Aborted(before_start=before_start):
                 self.jobs_failed += 1
-                stats.failed += 1
                 log.info("job.aborted", before_start=before_start, **fields)
             case Requeued():
                 self.jobs_retried += 1
-                stats.retried += 1
                 log.info("job.requeued", **fields)
 
     # -- leases and aborts -----------------------------------------------------------------------------------
@@ -325,13 +333,14 @@ class PlatformWorker(Worker):
         lost = await leases.renew(self.pool, held, self.lease_ms)
         self._last_renewal = time.monotonic()
         for claim_ in lost:
-            log.warning("job.lease_lost", job_id=claim_.job_id)
             self._lose(claim_)
 
     def _lose(self, held: Claim) -> None:
-        """Another claim holds this job now: cancel our copy; it writes nothing."""
-        if self.claims.get(held.job_id) is not held:
+        """Another claim holds this job now: cancel our copy; it writes nothing. (A copy that ended while the
+        renewal was on its way is not lost: its outcome was written first.)"""
+        if self.claims.get(held.job_id) is not held or held.token in self.ending:
             return
+        log.warning("job.lease_lost", job_id=held.job_id)
         self.lost_claims[held.job_id] = held.token
         task = self.job_tasks.get(held.job_id)
         if task is not None and not task.done():
