@@ -1,0 +1,19 @@
+"""`core.scripts`: every Lua file is a registered script, loaded once per pool."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from arq.connections import ArqRedis
+
+from core.scripts import LUA_DIR, Scripts, scripts
+from settings import Settings
+
+
+def test_every_lua_file_is_a_script_and_every_script_a_file() -> None:
+    assert {path.stem for path in LUA_DIR.glob("*.lua")} == {f.name for f in fields(Scripts)}
+
+
+async def test_scripts_are_registered_once_per_pool(settings: Settings, redis: ArqRedis) -> None:
+    assert scripts(redis) is scripts(redis)
+    assert await scripts(redis).release_lock(keys=["missing-lock"], args=["owner"]) == 0
