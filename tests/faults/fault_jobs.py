@@ -1,6 +1,6 @@
 """Jobs for the fault-injection suite. Loaded only by the processes under test, through
-`JOB_MODULES=jobs,tests.support.sample_jobs,tests.faults.fault_jobs`; never import it in the pytest process:
-the registry is process-global and the rest of the suite would see these jobs.
+`JOB_MODULES=jobs,tests.support.sample_jobs,tests.faults.fault_jobs`; the pytest process never imports it, so
+its jobs (and the 1-second cron) stay out of the registries the rest of the suite builds.
 
 Every job writes to the side ledger named by `FAULT_LEDGER`, a file outside Redis, one line per event:
 `<kind> <token> <pid> <try> <unix time>`, so a test can count executions whatever happens to Redis or a worker.
@@ -77,6 +77,6 @@ if os.environ.get("FAULT_CRON") == "1":
 
     @cron(second=every(1), timeout=10)
     async def record_tick(ctx: JobContext) -> str:
-        """Write `tick <job id>`; arq names a cron job `<name>:<tick in unix ms>`."""
+        """Write `tick <job id>`; the platform names a cron tick `platform:cron:<name>:<tick in unix ms>`."""
         append_to_ledger("tick", ctx["job_id"], ctx.get("job_try", 1))
         return ctx["job_id"]

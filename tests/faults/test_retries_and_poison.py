@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ async def test_timeouts_backoff_and_requeue_of_a_dead_job(tmp_path: Path) -> Non
 
     starts = platform.ledger.by_token("start")
     flaky_starts = sorted(e.at for e in starts["flaky"])
-    failed_at = [a["at"] for a in flaky_view["attempts"]]
+    failed_at = [datetime.fromisoformat(a["at"]).timestamp() for a in flaky_view["attempts"]]
     planned = [a["retry_in_s"] for a in flaky_view["attempts"]]
     gaps = [round(flaky_starts[n + 1] - failed_at[n], 3) for n in range(len(failed_at))]
     report(
@@ -76,9 +77,11 @@ async def test_timeouts_backoff_and_requeue_of_a_dead_job(tmp_path: Path) -> Non
         failing_starts_after_requeue=len(starts["failing"]),
         duration_s=round(time.monotonic() - started, 1),
     )
-    # Timeout: retried once, then dead with two TimeoutError attempts.
+    # Timeout: retried once, then dead with two JobTimeout attempts.
     assert timed_out["tries"] == 2 and timed_out["reason"] == "failed 2 of 2 tries"
-    assert [a["error_type"] for a in timed_out["attempts"]] == ["TimeoutError", "TimeoutError"]
+    assert [a["error_type"] for a in timed_out["attempts"]] == ["JobTimeout", "JobTimeout"]
+    assert [a["kind"] for a in timed_out["attempts"]] == ["timeout", "timeout"]
+    assert (timed_out["error"]["kind"], timed_out["error"]["type"]) == ("timeout", "JobTimeout")
     assert all(abs(a["duration_s"] - 1.0) < 0.2 for a in timed_out["attempts"])
     assert len(starts["slow"]) == 2 and "slow" not in platform.ledger.ended()
     # Backoff: three failed tries with the policy's delays, each honoured to within the margin.
@@ -127,6 +130,8 @@ async def test_poison_job_is_dead_lettered_after_its_tries_and_starves_no_other_
     assert letter["tries"] == 3
     assert letter["reason"] == "max tries exceeded: its worker stopped while running it"
     assert [a["error_type"] for a in letter["attempts"]] == ["WorkerLost"] * 3
+    assert [a["kind"] for a in letter["attempts"]] == ["worker_lost"] * 3
+    assert (letter["error"]["kind"], letter["error"]["type"]) == ("worker_lost", "WorkerLost")
     assert [e.job_try for e in platform.ledger.by_token("start")["poison"]] == [1, 2, 3]
     assert len(restarts) == 3 and {r.code for r in restarts} == {-9}
     assert outcome.lost == [] and outcome.complete == 50, "no other job starved"
