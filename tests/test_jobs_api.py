@@ -24,10 +24,16 @@ async def test_enqueue_returns_202_with_location_and_queued_status(client: httpx
     assert body["function"] == "send_welcome_email"
     assert response.headers["location"] == f"/v1/jobs/{body['job_id']}"
     assert await redis.zscore("arq:queue", body["job_id"]) is not None
+    # Times to the millisecond, as Redis keeps them: the answer and a later read agree.
+    view = (await client.get(response.headers["location"])).json()
+    assert view["enqueued_at"] == body["enqueued_at"]
+    assert view["scheduled_at"] == body["scheduled_at"]
+    assert datetime.fromisoformat(body["enqueued_at"]).microsecond % 1000 == 0
 
 
 async def test_full_flow_enqueue_worker_result(client: httpx.AsyncClient, run_burst_worker) -> None:
-    job_id = (await client.post("/v1/jobs", json=WELCOME)).json()["job_id"]
+    accepted = (await client.post("/v1/jobs", json=WELCOME)).json()
+    job_id = accepted["job_id"]
     worker = await run_burst_worker()
     assert worker.jobs_complete == 1
     result = await client.get(f"/v1/jobs/{job_id}/result")
@@ -40,7 +46,10 @@ async def test_full_flow_enqueue_worker_result(client: httpx.AsyncClient, run_bu
     assert view["function"] == "send_welcome_email"
     assert view["kwargs"] == {"email": "ada@example.com", "name": "Ada"}
     assert view["tries"] == 1
-    assert view["started_at"] <= view["finished_at"]
+    assert view["enqueued_at"] == accepted["enqueued_at"]
+    assert view["scheduled_at"] == accepted["scheduled_at"]  # kept in the finished result
+    assert view["enqueued_at"] <= view["started_at"] <= view["finished_at"]
+    assert view["error"] is None and view["attempts"] == []
 
 
 async def test_result_is_stored_as_json_not_pickle(
@@ -98,6 +107,54 @@ async def test_existing_job_id_is_409(client: httpx.AsyncClient) -> None:
     second = await client.post("/v1/jobs", json={**WELCOME, "job_id": "welcome-ada"})
     assert second.status_code == 409
     assert "welcome-ada" in second.json()["detail"]
+
+
+async def test_job_ids_in_the_platform_namespace_are_422(client: httpx.AsyncClient, redis: ArqRedis) -> None:
+    for job_id in ("platform:cron:record_heartbeat:1", "platform:order-1:receipt"):
+        response = await client.post("/v1/jobs", json={**WELCOME, "job_id": job_id})
+        assert response.status_code == 422, job_id
+        assert response.json()["detail"][0]["loc"] == ["body", "job_id"]
+        batch = await client.post("/v1/jobs/batch", json={"jobs": [WELCOME, {**WELCOME, "job_id": job_id}]})
+        assert batch.status_code == 422
+        assert batch.json()["detail"][0]["loc"] == ["body", "jobs", 1, "job_id"]
+    assert await redis.zcard("arq:queue") == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "loc"),
+    [
+        (2**64, ["body", "kwargs", "value"]),  # an integer beyond 64 bits
+        ({"deep": [1, -(2**63) - 1]}, ["body", "kwargs", "value", "deep", 1]),
+    ],
+)
+async def test_kwargs_json_cannot_carry_exactly_are_422_naming_the_field(
+    client: httpx.AsyncClient, redis: ArqRedis, value: object, loc: list[object]
+) -> None:
+    body = {"function": "echo", "kwargs": {"value": value}}
+    response = await client.post("/v1/jobs", json=body)
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert (error["loc"], error["type"]) == (loc, "not_exact_json")
+    batch = await client.post("/v1/jobs/batch", json={"jobs": [{"function": "echo", "kwargs": {"value": 1}}, body]})
+    assert batch.status_code == 422
+    assert [(e["loc"], e["type"]) for e in batch.json()["detail"]] == [
+        (["body", "jobs", 1, *loc[1:]], "not_exact_json")
+    ]
+    assert await redis.zcard("arq:queue") == 0
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b'"\\udc00"'])
+async def test_nan_infinity_and_lone_surrogates_in_kwargs_are_422(
+    client: httpx.AsyncClient, redis: ArqRedis, literal: bytes
+) -> None:
+    """Values JSON cannot carry exactly, sent the only way a client can (Python's json reads NaN and Infinity):
+    refused, never stored as something else (NaN as null)."""
+    content = b'{"function": "echo", "kwargs": {"value": {"x": ' + literal + b"}}}"
+    response = await client.post("/v1/jobs", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert (error["loc"], error["type"]) == (["body", "kwargs", "value", "x"], "not_exact_json")
+    assert await redis.zcard("arq:queue") == 0
 
 
 async def test_job_id_of_a_finished_job_is_still_409(client: httpx.AsyncClient, run_burst_worker) -> None:
