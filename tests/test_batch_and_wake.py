@@ -8,6 +8,8 @@ import time
 import httpx
 from arq.connections import ArqRedis
 
+from core import keys
+from core.registry import Registry
 from settings import Settings
 from tests.conftest import build_worker
 from tests.support.waiting import wait_for
@@ -39,6 +41,39 @@ async def test_batch_with_one_invalid_job_writes_nothing(client: httpx.AsyncClie
     assert await redis.zcard("arq:queue") == 0
 
 
+async def test_batch_reports_every_invalid_job_at_once(client: httpx.AsyncClient, redis: ArqRedis) -> None:
+    jobs = [
+        {"function": "send_welcome_email", "kwargs": {"email": "nope", "name": "x"}},
+        WELCOME,
+        {"function": "nope"},
+        {"function": "echo", "kwargs": {"value": 2**64}},
+        {"function": "send_welcome_email", "kwargs": {"email": "ada@example.com"}},
+    ]
+    response = await client.post("/v1/jobs/batch", json={"jobs": jobs})
+    assert response.status_code == 422
+    found = [(e["loc"], e["type"]) for e in response.json()["detail"]]
+    assert found == [
+        (["body", "jobs", 0, "kwargs", "email"], "value_error"),
+        (["body", "jobs", 2, "function"], "unknown_function"),
+        (["body", "jobs", 3, "kwargs", "value"], "not_exact_json"),
+        (["body", "jobs", 4, "kwargs", "name"], "missing"),
+    ]
+    assert await redis.zcard("arq:queue") == 0
+
+
+async def test_batch_giving_a_job_id_twice_is_422_and_writes_nothing(
+    client: httpx.AsyncClient, redis: ArqRedis
+) -> None:
+    jobs = [{**WELCOME, "job_id": "twice"}, WELCOME, {**WELCOME, "job_id": "twice"}]
+    response = await client.post("/v1/jobs/batch", json={"jobs": jobs})
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "jobs", 2, "job_id"]
+    assert "twice" in error["msg"]
+    assert await redis.zcard("arq:queue") == 0
+    assert await redis.exists(keys.job("twice")) == 0
+
+
 async def test_batch_reports_existing_ids_and_queues_the_rest(client: httpx.AsyncClient) -> None:
     await client.post("/v1/jobs", json={**WELCOME, "job_id": "taken"})
     response = await client.post("/v1/jobs/batch", json={"jobs": [{**WELCOME, "job_id": "taken"}, WELCOME]})
@@ -49,10 +84,10 @@ async def test_batch_reports_existing_ids_and_queues_the_rest(client: httpx.Asyn
 
 
 async def test_idle_worker_wakes_on_enqueue_not_on_its_poll_delay(
-    client: httpx.AsyncClient, settings: Settings, redis: ArqRedis
+    client: httpx.AsyncClient, settings: Settings, registry: Registry, redis: ArqRedis
 ) -> None:
     slow_poll = settings.model_copy(update={"poll_delay_seconds": 5})
-    worker = build_worker(slow_poll)
+    worker = build_worker(slow_poll, registry, poll_delay=5)
     task = asyncio.create_task(worker.async_run())
     try:
         await wait_for(lambda: redis.zcard("platform:workers"), lambda n: n >= 1)
