@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -44,6 +45,10 @@ async def test_process_order_fans_out_receipt_inventory_and_analytics(
     assert processed["total"] == ORDER_TOTAL
     child_ids = {processed["receipt_job_id"], processed["inventory_job_id"], processed["analytics_job_id"]}
     assert len(child_ids) == 3 and order_job_id not in child_ids
+    # Ids derived from the order, in the platform's namespace (no client can take one first).
+    assert processed["receipt_job_id"] == "platform:order-42:receipt"
+    assert processed["inventory_job_id"] == "platform:order-42:inventory"
+    assert processed["analytics_job_id"] == "platform:order-42:analytics"
 
     receipt = await finished_view(client, processed["receipt_job_id"])
     assert receipt["function"] == "send_order_receipt"
@@ -77,6 +82,12 @@ async def test_report_progress_is_visible_while_it_runs(client: httpx.AsyncClien
     running = await wait_for(lambda: finished_view(client, job_id), midway, timeout=5)
     assert running["progress"]["total"] == 500
     assert 0 < running["progress"]["done"] < 500
+    assert type(running["progress"]["done"]) is int and type(running["progress"]["total"]) is int  # ints stay ints
+    updated_at = datetime.fromisoformat(running["progress"]["updated_at"])
+    assert abs((datetime.now(UTC) - updated_at).total_seconds()) < 5
+    started_at = datetime.fromisoformat(running["started_at"])  # known while it runs, from its lease
+    assert datetime.fromisoformat(running["enqueued_at"]) <= started_at <= updated_at
+    assert running["tries"] == 1
 
     outcome = await client.get(f"/v1/jobs/{job_id}/result", params={"wait": 10})
     assert outcome.status_code == 200
@@ -87,4 +98,5 @@ async def test_report_progress_is_visible_while_it_runs(client: httpx.AsyncClien
     done = await finished_view(client, job_id)
     assert done["progress"]["percent"] == 100
     assert done["progress"]["done"] == 500
+    assert done["started_at"] == running["started_at"]
     assert done["progress"]["message"] == "500 of 500 rows"
