@@ -15,6 +15,7 @@ from core.registry import Registry
 from core.worker.claim import PAGE, claim
 from settings import Settings
 from tests.conftest import build_worker
+from tests.support.waiting import wait_for
 
 
 async def test_job_longer_than_its_lease_stays_with_its_worker(
@@ -88,3 +89,25 @@ async def test_retried_enqueue_of_the_same_payload_is_not_a_duplicate(
     assert await _write(redis, settings.queue_name, [other]) == [False]
     assert await redis.zcard(settings.queue_name) == 1
     assert await redis.get(keys.job("retried")) == prepared.payload
+
+
+async def test_stopping_worker_requeues_its_running_job_with_the_try_given_back(
+    client: httpx.AsyncClient, settings: Settings, registry: Registry, redis: ArqRedis
+) -> None:
+    worker = build_worker(settings, registry)
+    task = asyncio.create_task(worker.async_run())
+    body = {"function": "count_starts", "kwargs": {"token": "stopped", "seconds": 30}}
+    job_id = (await client.post("/v1/jobs", json=body)).json()["job_id"]
+    try:
+        await wait_for(lambda: client.get(f"/v1/jobs/{job_id}"), lambda r: r.json()["status"] == "in_progress")
+    finally:
+        worker.handle_sig(2)
+        await asyncio.gather(task, return_exceptions=True)
+        await worker.close()
+    assert worker.jobs_retried == 1 and worker.jobs_failed == 0
+    view = (await client.get(f"/v1/jobs/{job_id}")).json()
+    assert view["status"] == "queued" and view["tries"] == 0 and view["started_at"] is None
+    assert view["attempts"] == [] and view["error"] is None
+    assert await redis.exists(keys.in_progress(job_id)) == 0
+    [held], _ = await claim(redis, settings.queue_name, "worker-b", int(time.time() * 1000), 1, 10, 10_000)
+    assert (held.job_id, held.job_try) == (job_id, 1)  # the stopped try did not count
