@@ -10,6 +10,15 @@ from __future__ import annotations
 # README's Logging section) instead of arq's per-job and shutdown sentences, so a test that asserts those
 # sentences can never pass. Where such a test checks something else after the sentence, the reason says so.
 _PER_JOB_LINES = "asserts arq's per-job log lines ('→ id:function()', '← id:function ● result')"
+# Today the platform logs no line at all when a plain arq function fails (a real difference, issue 7); the
+# skipped tests marked with this are the only ones of arq's that look at that line, so they cannot catch it.
+_NO_FAILURE_LINE = (
+    " (today the platform logs nothing for this failure: a real difference the project's tests must cover)"
+)
+_FIRST_FAILURE_TODAY = (
+    " (today it fails earlier, on the real difference AttributeError 'interrupted' when handle_sig()/close() runs "
+    "before main(); tests/test_cli.py::test_run_watch catches that one)"
+)
 
 # Skipped for good: tests of arq's log wording, or of a behaviour the platform changes on purpose.
 SKIPS: dict[str, str] = {
@@ -24,7 +33,9 @@ SKIPS: dict[str, str] = {
         f"log wording: {_PER_JOB_LINES} with the result left out"
     ),
     "tests/test_worker.py::test_job_retry": "log wording: arq's '↻ id:function retrying job in Xs' and 'try=2' lines",
-    "tests/test_worker.py::test_job_retry_dont_retry": "log wording: arq's '! id:function failed, Retry: ...' line",
+    "tests/test_worker.py::test_job_retry_dont_retry": (
+        f"log wording: arq's '! id:function failed, Retry: ...' line{_NO_FAILURE_LINE}"
+    ),
     "tests/test_worker.py::test_job_retry_max_jobs": "log wording: arq's '↻ id:function retrying job in Xs' line",
     "tests/test_worker.py::test_job_job_not_found": (
         "log wording: arq's \"job id, function 'missing' not found\" (the platform logs job.unknown_function)"
@@ -33,9 +44,12 @@ SKIPS: dict[str, str] = {
     "tests/test_worker.py::test_retry_job_error": "log wording: arq's '↻ id:function cancelled, will be run again'",
     "tests/test_worker.py::test_job_expired": "log wording: arq's 'job id expired' line",
     "tests/test_worker.py::test_job_old": f"log wording: {_PER_JOB_LINES} with 'delayed=2.XXs'",
-    "tests/test_worker.py::test_str_function": "log wording: arq's '! id:asyncio.sleep failed, TypeError' line",
+    "tests/test_worker.py::test_str_function": (
+        f"log wording: arq's '! id:asyncio.sleep failed, TypeError' line{_NO_FAILURE_LINE}"
+    ),
     "tests/test_worker.py::test_exc_extra": (
         "log wording: arq's '! id:function failed, CustomError: ...' line and the `extra` arq puts on that record"
+        f"{_NO_FAILURE_LINE}"
     ),
     "tests/test_worker.py::test_many_jobs_expire": "log wording: counts arq's 'job id expired' lines (100 of them)",
     "tests/test_worker.py::test_max_bursts_sub_call": f"log wording: {_PER_JOB_LINES} ('bar(10)', 'foo')",
@@ -64,7 +78,9 @@ SKIPS: dict[str, str] = {
         "log wording: arq's '⊘ id:function aborted' line; after it, also checks aborting_tasks, tasks and "
         "job_tasks are empty"
     ),
-    "tests/test_worker.py::test_job_timeout": "log wording: arq's '! id:function failed, TimeoutError:' line",
+    "tests/test_worker.py::test_job_timeout": (
+        f"log wording: arq's '! id:function failed, TimeoutError:' line{_NO_FAILURE_LINE}"
+    ),
     "tests/test_worker.py::test_worker_signal_completes_job_before_shutting_down": (
         "log wording: arq's 'shutdown on SIGINT, wait complete ◆ ...' and 'id:function cancelled, will be run "
         "again' lines"
@@ -73,11 +89,12 @@ SKIPS: dict[str, str] = {
     "tests/test_worker.py::test_handle_sig": (
         "intended difference: on a signal the platform cancels the jobs' own coroutines (job_tasks), not arq's "
         "run tasks (tasks), so each run still records its outcome; the test asserts tasks[1].cancel() was "
-        "called, and arq's 'shutdown on SIGINT ◆ ...' log line"
+        f"called, and arq's 'shutdown on SIGINT ◆ ...' log line{_FIRST_FAILURE_TODAY}"
     ),
     "tests/test_worker.py::test_handle_no_sig": (
         "intended difference: close() without signal handling cancels the jobs' own coroutines, not arq's run "
         "tasks (tasks[1].cancel() is asserted), and the test asserts arq's 'shutdown on SIGUSR1 ◆ ...' log line"
+        f"{_FIRST_FAILURE_TODAY}"
     ),
     "tests/test_worker.py::test_worker_retry": (
         "intended difference: a Redis ConnectionError/TimeoutError in the poll loop is ridden out with backoff "
@@ -92,14 +109,16 @@ SKIPS: dict[str, str] = {
 REBUILD_REASON = "real difference, fixed by the worker rebuild (issue 7)"
 
 _NO_SETTINGS = "KeyError 'settings': main() reads ctx['settings'], which arq's arguments never carry"
-_NOT_STARTED = "is set up only in main() (_set_up)"
+_NOT_STARTED = "set only by _set_up() at the start of main()"
 
 # Real differences of the current worker (xfail, strict=False): each value is the first thing that goes wrong.
 # Empty this list as the rebuild fixes them; an XPASS in the run's summary names an entry to remove.
 EXPECTED_FAILURES_UNTIL_REBUILD: dict[str, str] = {
     "tests/test_cli.py::test_run": f"`arq WorkerSettings` exits 1: {_NO_SETTINGS}",
     "tests/test_cli.py::test_run_watch": (
-        f"`arq --watch` exits 1: close() before main() raises AttributeError 'interrupted' (handle_sig {_NOT_STARTED})"
+        "`arq --watch` exits 1: arq's watch_reload calls handle_sig(SIGUSR1) (then close()) before the scheduled "
+        f"async_run() has reached main(); handle_sig -> _mark_interrupted reads self.interrupted, {_NOT_STARTED} "
+        "(AttributeError)"
     ),
     "tests/test_cli.py::test_custom_log_dict": f"`arq WorkerSettings` exits 1: {_NO_SETTINGS}",
     "tests/test_cron.py::test_calculate_next_is_called_with_aware_datetime": _NO_SETTINGS,
@@ -131,8 +150,8 @@ EXPECTED_FAILURES_UNTIL_REBUILD: dict[str, str] = {
     "tests/test_worker.py::test_no_jobs": f"run_worker(Settings): {_NO_SETTINGS}",
     "tests/test_worker.py::test_set_health_check_key": _NO_SETTINGS,
     "tests/test_worker.py::test_job_retry_race_condition": (
-        f"start_jobs() before main(): arq's run_job -> finish_job reads self.give_up/self.interrupted, which "
-        f"{_NOT_STARTED} (AttributeError)"
+        "start_jobs() before main(): arq's run_job -> PlatformWorker.finish_job reads self.interrupted (and "
+        f"self.give_up), {_NOT_STARTED} (AttributeError)"
     ),
     "tests/test_worker.py::test_job_job_not_found_run_check": _NO_SETTINGS,
     "tests/test_worker.py::test_retry_lots_without_keep_result": _NO_SETTINGS,
@@ -159,11 +178,11 @@ EXPECTED_FAILURES_UNTIL_REBUILD: dict[str, str] = {
     "tests/test_worker.py::test_error_success": _NO_SETTINGS,
     "tests/test_worker.py::test_repeat_job_result": _NO_SETTINGS,
     "tests/test_worker.py::test_queue_read_limit_equals_max_jobs": (
-        f"_poll_iteration() before main(): AttributeError 'lease_s' (it {_NOT_STARTED}); behind it, a claim takes "
+        f"_poll_iteration() before main(): AttributeError 'lease_s', {_NOT_STARTED}; behind it, a claim takes "
         "up to max_jobs free slots, reading queue_read_limit ids per page, so queue_read_limit does not cap it"
     ),
     "tests/test_worker.py::test_custom_queue_read_limit": (
-        f"_poll_iteration() before main(): AttributeError 'lease_s' (it {_NOT_STARTED}); behind it, a claim takes "
+        f"_poll_iteration() before main(): AttributeError 'lease_s', {_NOT_STARTED}; behind it, a claim takes "
         "up to max_jobs free slots, reading queue_read_limit ids per page, so queue_read_limit does not cap it"
     ),
     "tests/test_worker.py::test_custom_serializers": _NO_SETTINGS,
@@ -172,11 +191,11 @@ EXPECTED_FAILURES_UNTIL_REBUILD: dict[str, str] = {
     "tests/test_worker.py::test_incompatible_serializers_2": _NO_SETTINGS,
     "tests/test_worker.py::test_max_jobs_completes": _NO_SETTINGS,
     "tests/test_worker.py::test_max_bursts_dont_get": (
-        f"_poll_iteration() before main(): AttributeError 'idle_wait_s' (it {_NOT_STARTED})"
+        f"_poll_iteration() before main(): AttributeError 'idle_wait_s', {_NOT_STARTED}"
     ),
     "tests/test_worker.py::test_multi_exec": (
-        f"{_NO_SETTINGS}; behind it, start_jobs() before main() fails in arq's run_job path on attributes that "
-        f"{_NOT_STARTED} (give_up, slot_freed)"
+        f"{_NO_SETTINGS}; behind it (flaky), start_jobs() before main() fails in arq's run_job path on "
+        f"self.give_up / self.slot_freed, {_NOT_STARTED}"
     ),
     "tests/test_worker.py::test_on_job": _NO_SETTINGS,
 }
