@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# arq's own test suite runs in a venv of its own: it needs arq's older test dependencies (docs/arq-compatibility.md)
+ARQ_VENV := .venv-arq
+ARQ_STAMP := $(ARQ_VENV)/.installed
 
-.PHONY: install run test test-full lint typecheck check bench clean
+.PHONY: install run test test-arq test-full lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,16 +15,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,embedded]'
 	touch $(STAMP)
 
+$(ARQ_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(ARQ_VENV)
+	$(ARQ_VENV)/bin/pip install --quiet --upgrade pip
+	$(ARQ_VENV)/bin/pip install --quiet -e '.[arq-compat]'
+	touch $(ARQ_STAMP)
+
 install: $(STAMP)
 
 run: $(STAMP)  ## API + worker + (embedded) Redis; Ctrl-C stops everything
 	$(BIN)/python run_platform.py
 
-test: $(STAMP)  ## the default suite: fast, real Redis, real worker, real app
+test: $(STAMP) $(ARQ_STAMP)  ## the default suite: fast, real Redis, real worker, real app; then arq's own suite
 	$(BIN)/pytest -q
+	$(MAKE) --no-print-directory test-arq
 
-test-full: $(STAMP)  ## the default suite plus the long fault-injection variants
+test-arq: $(ARQ_STAMP)  ## arq 0.28.0's own test suite against the platform's worker; ARGS='-k name' narrows it
+	$(ARQ_VENV)/bin/python -m compat.arq.run $(ARGS)
+
+test-full: $(STAMP) $(ARQ_STAMP)  ## the default suite plus the long fault-injection variants, then arq's own suite
 	$(BIN)/pytest -q -m ''
+	$(MAKE) --no-print-directory test-arq
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -37,4 +51,4 @@ bench: $(STAMP)  ## raw arq vs the platform on its own Redis; writes docs/benchm
 	BENCH_COMMAND='make bench' $(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(ARQ_VENV) .cache .pytest_cache .mypy_cache .ruff_cache

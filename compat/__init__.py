@@ -1,0 +1,1 @@
+"""Compatibility harnesses: third-party test suites run against the platform."""
