@@ -51,6 +51,7 @@ async def abort_job(pool: ArqRedis, queue_name: str, job_id: str, keep_result_s:
         keys.result(job_id),
         keys.retry(job_id),
         keys.ABORT_SET,
+        keys.holder(job_id),
     ]
     args: list[str | bytes | int] = [job_id, result, now_ms, int(keep_result_s * 1000)]
     outcome = await scripts(pool).abort(keys=script_keys, args=args)

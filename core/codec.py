@@ -55,14 +55,17 @@ class JobError(Exception):
         self.kind = kind
         self.traceback = traceback
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable, for a worker built on arq's own (pickle) serializer.
+        return (JobError, (self.type, self.message, self.kind, self.traceback))
+
     @classmethod
     def of_kind(cls, kind: ErrorKind, message: str, traceback: str | None = None) -> JobError:
         return cls(KIND_TYPES.get(kind, kind.value), message, kind, traceback)
 
     @property
     def aborted(self) -> bool:
-        # "CancelledError" is how results written before error kinds existed say it.
-        return self.kind == ErrorKind.aborted or self.type == "CancelledError"
+        return self.kind == ErrorKind.aborted
 
     def marker(self) -> dict[str, dict[str, Any]]:
         return {
@@ -102,10 +105,13 @@ def loads(data: bytes) -> Any:
         result = decoded.get("r")
         marker = result.get(ERROR_MARKER) if isinstance(result, dict) else None
         if isinstance(marker, dict):
+            type_ = str(marker.get("type", "Error"))
+            # A result written before error kinds existed said an abort as "CancelledError".
+            legacy_kind = ErrorKind.aborted if type_ == "CancelledError" else ErrorKind.exception
             decoded["r"] = JobError(
-                str(marker.get("type", "Error")),
+                type_,
                 str(marker.get("message", "")),
-                str(marker.get("kind") or ErrorKind.exception),
+                str(marker.get("kind") or legacy_kind),
                 marker["traceback"] if isinstance(marker.get("traceback"), str) else None,
             )
     return decoded

@@ -135,6 +135,7 @@ async def requeue(redis: ArqRedis, queue_name: str, job_id: str) -> str:
         queue_name,
         keys.attempts(job_id),
         keys.wake(queue_name),
+        keys.holder(job_id),
     ]
     payload = wire.encode_job(letter.function, letter.kwargs, now_ms)
     args: list[str | bytes | int] = [job_id, payload, now_ms, redis.expires_extra_ms, MAX_WAKE_TOKENS]

@@ -22,6 +22,7 @@ JOB_PREFIX = job_key_prefix
 RESULT_PREFIX = result_key_prefix
 LEASE_PREFIX = in_progress_key_prefix
 TRY_PREFIX = retry_key_prefix
+HOLDER_PREFIX = PREFIX + "holder:"
 # Job ids the platform makes itself (cron ticks, fan-out children) start with this; the API refuses it from
 # clients, so nobody can take such an id first and suppress the job.
 PLATFORM_JOB_ID_PREFIX = "platform:"
@@ -43,6 +44,12 @@ def in_progress(job_id: str) -> str:
 
 def retry(job_id: str) -> str:
     return retry_key_prefix + job_id
+
+
+def holder(job_id: str) -> str:
+    """The token of the claim that holds a job (set by the claim, cleared by the claim's outcome). Unlike the
+    lease it outlives a lapse, so a lapsed claim can tell whether anyone claimed the job since."""
+    return f"{PREFIX}holder:{job_id}"
 
 
 def progress(job_id: str) -> str:

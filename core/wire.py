@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
 
 from core import codec
@@ -17,6 +18,10 @@ from core.exact_json import dumps_exact
 
 Serializer = Callable[[dict[str, Any]], bytes]
 Deserializer = Callable[[bytes], dict[str, Any]]
+
+
+class EncodedJSON(bytes):
+    """A result already encoded exactly as JSON (spliced into the result payload, not encoded twice)."""
 
 
 class UnreadableJob(ValueError):
@@ -52,13 +57,13 @@ def decode_job(raw: bytes, deserializer: Deserializer | None) -> JobPayload:
 
 
 def lease_started_ms(token: str | bytes | None) -> int | None:
-    """When a running job was claimed: the claim's lease token is `<worker id>:<unix ms>:<n>` (core/lua/claim.lua),
+    """When a running job was claimed: the claim's lease token is `<worker id>:<unix ms>:<call>:<n>` (claim.lua),
     so a job's start time is known while it runs without a write of its own."""
     if token is None:
         return None
     text = token.decode(errors="replace") if isinstance(token, bytes) else token
-    parts = text.rsplit(":", 2)
-    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+    parts = text.rsplit(":", 3)
+    return int(parts[1]) if len(parts) == 4 and parts[1].isdigit() else None
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,9 @@ def encode_result(header: ResultHeader, success: bool, result: Any, serializer: 
     """arq's result payload. A success of a JSON worker passes its result already encoded exactly (bytes), and
     is spliced in, not encoded twice; a failure passes a JobError (or, under arq's own serializer, the
     exception itself, as arq stores it)."""
-    if serializer is codec.dumps and success and isinstance(result, bytes):
+    if isinstance(result, EncodedJSON) and serializer is not codec.dumps:
+        result = orjson.loads(bytes(result))  # a worker on arq's own serializer stores the value, as arq would
+    if serializer is codec.dumps and success and isinstance(result, EncodedJSON):
         rest = _envelope(header, True, None)
         del rest["r"]
         return b'{"r":' + result + b"," + codec.dumps(rest)[1:]

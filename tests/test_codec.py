@@ -68,7 +68,7 @@ def test_a_result_written_before_error_kinds_still_reads_as_aborted() -> None:
     marker = {codec.ERROR_MARKER: {"type": "CancelledError", "message": "aborted before it started"}}
     error = codec.loads(codec.dumps({"s": False, "r": marker}))["r"]
     assert isinstance(error, codec.JobError)
-    assert error.aborted and error.kind == "exception"
+    assert error.aborted and error.kind == "aborted"
 
 
 def test_a_timeout_without_message_gets_one() -> None:

@@ -76,7 +76,7 @@ async def test_a_result_over_max_result_bytes_is_not_stored(
     assert len(await redis.get(keys.result(large)) or b"") < 5_000  # the failure, not the 20 kB result
 
 
-@pytest.mark.parametrize("what", ["system_exit", "keyboard_interrupt", "str_raises"])
+@pytest.mark.parametrize("what", ["system_exit", "keyboard_interrupt", "cancelled", "str_raises"])
 async def test_any_exception_is_a_failed_try_and_the_worker_keeps_running(
     client: httpx.AsyncClient, run_burst_worker: Callable[..., Awaitable[Any]], what: str
 ) -> None:
@@ -88,7 +88,12 @@ async def test_any_exception_is_a_failed_try_and_the_worker_keeps_running(
         assert (await client.get(f"/v1/jobs/{job_id}/result")).json()["result"] == n
     view = (await client.get(f"/v1/jobs/{bad}")).json()
     assert view["status"] == "failed" and view["error"]["kind"] == "exception"
-    expected_type = {"system_exit": "SystemExit", "keyboard_interrupt": "KeyboardInterrupt", "str_raises": "BadStr"}
+    expected_type = {
+        "system_exit": "SystemExit",
+        "keyboard_interrupt": "KeyboardInterrupt",
+        "cancelled": "CancelledError",
+        "str_raises": "BadStr",
+    }
     assert view["error"]["type"] == expected_type[what]
     assert view["error"]["traceback"] and "raise_base_exception" in view["error"]["traceback"]
     assert len(view["attempts"]) == 2 and all(a["traceback"] for a in view["attempts"])

@@ -33,7 +33,7 @@ def test_a_payload_that_is_not_a_job_is_unreadable_and_never_unpickled(raw: byte
 
 
 def test_a_success_is_spliced_in_once_and_arq_reads_it() -> None:
-    raw = wire.encode_result(HEADER, True, b'{"r":[1,2]}', codec.dumps)
+    raw = wire.encode_result(HEADER, True, wire.EncodedJSON(b'{"r":[1,2]}'), codec.dumps)
     data = codec.loads(raw)
     assert data["r"] == {"r": [1, 2]} and data["s"] is True and data["sc"] == 1_500
     result = deserialize_result(raw, deserializer=codec.loads)
@@ -48,5 +48,18 @@ def test_a_failure_keeps_its_kind_and_traceback() -> None:
 
 
 def test_the_lease_token_tells_when_a_job_started() -> None:
-    assert wire.lease_started_ms(b"host:12:ab12cd:1795616351840:3") == 1795616351840
+    assert wire.lease_started_ms(b"host:12:ab12cd:1795616351840:7:3") == 1795616351840
     assert wire.lease_started_ms(b"1") is None and wire.lease_started_ms(None) is None
+
+
+def test_bytes_a_plain_function_returns_are_not_taken_for_encoded_json() -> None:
+    raw = wire.encode_result(HEADER, True, b'1,"s":false', codec.dumps)
+    data = codec.loads(raw)
+    assert data["s"] is False and data["r"] == "unable to serialize result"  # arq's own answer
+
+
+def test_a_worker_on_arqs_serializer_stores_values_and_picklable_errors() -> None:
+    success = deserialize_result(wire.encode_result(HEADER, True, wire.EncodedJSON(b'{"a":1}'), None))
+    assert success.result == {"a": 1}
+    failure = deserialize_result(wire.encode_result(HEADER, False, JobError.of_kind(ErrorKind.timeout, "t"), None))
+    assert isinstance(failure.result, JobError) and failure.result.kind == "timeout"

@@ -1,9 +1,11 @@
 -- Claim up to ARGV[2] due jobs of the queue KEYS[1] for one worker, in one round trip.
--- A claim is the job's lease key set NX to a token unique to this claim (worker id, claim time, index); its
--- try counter is the claim's generation. Reads at most ARGV[3] due ids, ARGV[4] at a time: running jobs stay in
+-- A claim is the job's lease key set NX to a token unique to this claim (worker id, claim time, the worker's
+-- claim call number, index),
+-- and the job's holder key set to the same token: the holder outlives a lapsed lease, so a lapsed claim can
+-- tell whether anyone claimed the job since. Reads at most ARGV[3] due ids, ARGV[4] at a time: running jobs stay in
 -- the queue until they end, so the first due ids may all be taken. Returns the claims and the next due score.
 -- ARGV: now_ms, want, read_limit, page, lease_ms, lease_prefix, job_prefix, try_prefix, try_ttl_s, token_prefix,
---       result_prefix
+--       result_prefix, holder_prefix, claim call number
 local claimed = {}
 -- An abort is rare: look for one per job only when the abort set exists at all.
 local aborts = redis.call('EXISTS', KEYS[2]) == 1
@@ -15,7 +17,7 @@ while offset < limit and #claimed < want do
   for i = 1, #due, 2 do
     if #claimed >= want then break end
     local id = due[i]
-    local token = ARGV[10] .. ':' .. ARGV[1] .. ':' .. #claimed
+    local token = ARGV[10] .. ':' .. ARGV[1] .. ':' .. ARGV[13] .. ':' .. #claimed
     if redis.call('SET', ARGV[6] .. id, token, 'NX', 'PX', ARGV[5]) then
       local payload = redis.call('GET', ARGV[7] .. id)
       if not payload and redis.call('EXISTS', ARGV[11] .. id) == 1 then
@@ -25,6 +27,7 @@ while offset < limit and #claimed < want do
       else
         local try = redis.call('INCR', ARGV[8] .. id)
         if try == 1 then redis.call('EXPIRE', ARGV[8] .. id, ARGV[9]) end
+        redis.call('SET', ARGV[12] .. id, token, 'EX', ARGV[9])
         local aborted = aborts and redis.call('ZREM', KEYS[2], id) or 0
         claimed[#claimed + 1] = {id, due[i + 1], payload or false, try, aborted, token}
       end

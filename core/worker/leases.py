@@ -20,8 +20,7 @@ async def renew(pool: ArqRedis, claims: Sequence[Claim], lease_ms: int) -> list[
     script_keys: list[str] = []
     args: list[str | int] = [lease_ms]
     for held in claims:
-        script_keys += [keys.in_progress(held.job_id), keys.retry(held.job_id), keys.job(held.job_id)]
-        script_keys.append(keys.result(held.job_id))
-        args += [held.token, held.job_try]
+        script_keys += [keys.in_progress(held.job_id), keys.holder(held.job_id), keys.result(held.job_id)]
+        args.append(held.token)
     still = await scripts(pool).renew(keys=script_keys, args=args)
     return [held for held, ok in zip(claims, still, strict=True) if not ok]

@@ -46,7 +46,7 @@ async def write(pool: ArqRedis, queue_name: str, claim: Claim, outcome: Outcome,
     now_ms = int(time.time() * 1000)
     script_keys = [
         keys.in_progress(job_id), keys.retry(job_id), keys.job(job_id), keys.result(job_id), queue_name,
-        keys.ABORT_SET,
+        keys.ABORT_SET, keys.holder(job_id),
     ]  # fmt: skip
     mode, retry_score = "finish", now_ms
     args: list[str | int | bytes] = [job_id, claim.token, claim.job_try]

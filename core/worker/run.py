@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -40,10 +40,6 @@ class JobRaisedBaseException(Exception):
         self.original = original
 
 
-class EncodedJSON(bytes):
-    """A result already encoded exactly as JSON (spliced into the result payload, not encoded twice)."""
-
-
 @dataclass(frozen=True)
 class Try:
     """A try as it ended: its outcome, and what the worker needs to log, count and hook it."""
@@ -56,46 +52,51 @@ class Try:
     ctx: dict[str, Any] | None
 
 
-async def _contained(coroutine: Awaitable[Any]) -> Any:
-    """Await the job; a BaseException it raises becomes an ordinary failure instead of ending the worker."""
+async def _contained(call: Callable[[], Awaitable[Any]]) -> Any:
+    """Run the try's steps; a BaseException they raise (SystemExit, KeyboardInterrupt, or a CancelledError the
+    job raised itself, not a cancel of this task by the worker) becomes an ordinary failure instead of ending
+    the worker or passing for an abort."""
     try:
-        return await coroutine
-    except (asyncio.CancelledError, Exception):
+        return await call()
+    except Exception:
         raise
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # the worker cancelled it: an abort, a timeout, a lost lease or a shutdown
+        raise JobRaisedBaseException(exc) from exc
     except BaseException as exc:
         raise JobRaisedBaseException(exc) from exc
 
 
-def _validated_call(runnable: Runnable, ctx: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """The platform job's call with its stored kwargs validated against its signature first."""
+async def _validated_call(
+    runnable: Runnable, ctx: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """The job's call; a platform job's stored kwargs are validated against its signature first."""
     spec = runnable.spec
     if spec is None:
-        return runnable.coroutine(ctx, *args, **kwargs)
-
-    async def call() -> Any:
-        if args:
-            raise InvalidArguments(f"{spec.name} takes keyword arguments only")
-        try:
-            arguments = spec.validate(kwargs)
-        except ValidationError as exc:
-            raise InvalidArguments(str(exc)) from None
-        return await spec.function(ctx, **{name: getattr(arguments, name) for name in type(arguments).model_fields})
-
-    return call()
+        return await runnable.coroutine(ctx, *args, **kwargs)
+    if args:
+        raise InvalidArguments(f"{spec.name} takes keyword arguments only")
+    try:
+        arguments = spec.validate(kwargs)
+    except ValidationError as exc:
+        raise InvalidArguments(str(exc)) from None
+    return await spec.function(ctx, **{name: getattr(arguments, name) for name in type(arguments).model_fields})
 
 
 class InvalidArguments(Fatal, ValueError):
     """The job's stored kwargs do not match its signature (the worker validates what the API validated)."""
 
 
-def encode_exact(value: Any, contract: TypeAdapter[Any] | None) -> EncodedJSON:
+def encode_exact(value: Any, contract: TypeAdapter[Any] | None) -> wire.EncodedJSON:
     """The result as JSON, against the job's declared return type when it has one; raises Unencodable."""
     if contract is not None:
         try:
             value = contract.dump_python(value, mode="json", warnings="error")
         except (PydanticSerializationError, ValueError, TypeError) as exc:
             raise Unencodable((), f"does not match its declared return type ({str(exc).strip()[:200]})") from None
-    return EncodedJSON(dumps_exact(value))
+    return wire.EncodedJSON(dumps_exact(value))
 
 
 def _error_of(exc: BaseException, timeout_s: float) -> JobError:
@@ -174,6 +175,8 @@ class _Runner:
 
     async def run(self) -> Try:
         claim = self.claim
+        if self.worker.stopping:  # claimed as the worker began to stop: back to the queue, untried
+            return self.done(Requeued())
         if claim.payload is None:
             message = "its payload expired before a worker took it"
             return self.not_run(ErrorKind.expired, message, "expired", requeueable=False)
@@ -218,11 +221,6 @@ class _Runner:
             "enqueue_time": ms_to_datetime(self.enqueue_time_ms),
             "score": claim.score,
         }
-        if worker.on_job_start:
-            await worker.on_job_start(ctx)
-        worker.log_started(claim, self.function, self.start_ms, self.enqueue_time_ms)
-        if runnable.platform_cron:
-            await cron_runs.record_start(worker.pool, runnable.name, claim.job_id)
         started = time.perf_counter()
         tried = await self.call(runnable, ctx, started)
         if runnable.platform_cron:
@@ -234,7 +232,17 @@ class _Runner:
 
     async def call(self, runnable: Runnable, ctx: dict[str, Any], started: float) -> Try:
         worker, claim = self.worker, self.claim
-        coroutine: Coroutine[Any, Any, Any] = _contained(_validated_call(runnable, ctx, self.args, self.kwargs))
+
+        async def steps() -> Any:
+            """Everything the try does runs in its task, so whatever fails in any step fails the try."""
+            if worker.on_job_start:
+                await worker.on_job_start(ctx)
+            worker.log_started(claim, self.function, self.start_ms, self.enqueue_time_ms)
+            if runnable.platform_cron:
+                await cron_runs.record_start(worker.pool, runnable.name, claim.job_id)
+            return await _validated_call(runnable, ctx, self.args, self.kwargs)
+
+        coroutine: Coroutine[Any, Any, Any] = _contained(steps)
         task = worker.job_tasks[claim.job_id] = asyncio.ensure_future(coroutine)
         try:
             value = await asyncio.wait_for(task, runnable.timeout_s)
@@ -244,6 +252,7 @@ class _Runner:
         finally:
             if worker.job_tasks.get(claim.job_id) is task:
                 del worker.job_tasks[claim.job_id]
+                worker.aborting_tasks.discard(claim.job_id)
         self.duration_s = time.perf_counter() - started
         return self.done(self.on_value(runnable, value))
 
@@ -272,7 +281,7 @@ class _Runner:
                 return Aborted(self.failure_payload(error), before_start=False)
             if worker.lost_claims.get(job_id) == self.claim.token:
                 return Lost()
-            return Requeued()  # the worker is stopping, or the job's own code was cancelled: it runs again
+            return Requeued()  # the worker is stopping: the job goes back, its try given back
         if isinstance(exc, Retry | RetryJob) and worker.retry_jobs:
             delay_s = ((exc.defer_score or 0) / 1000) if isinstance(exc, Retry) else 0.0
             error = JobError("Retry", "the job asked to be retried")

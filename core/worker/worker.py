@@ -82,6 +82,9 @@ class PlatformWorker(Worker):
         self._last_abort_check = 0.0
         self._last_renewal = time.monotonic()
         self._storages: dict[str, Storage] = {}
+        self._claim_calls = 0
+        self._claiming = False  # a claim is on its way: stopping waits for its answer, so no claim is orphaned
+        self._cancel_after_claim = False
 
     @property
     def worker_id(self) -> str:
@@ -95,7 +98,7 @@ class PlatformWorker(Worker):
         if self._pool is None:
             self._pool = await self._connect()
         self.ctx["redis"] = self.pool
-        self.stopping, self._stop_deadline = False, None
+        self.stopping, self._stop_deadline, self._cancel_after_claim = False, None, False
         log.info(
             "worker.started",
             worker_id=self.worker_id,
@@ -169,11 +172,25 @@ class PlatformWorker(Worker):
         next_due_ms: int | None = None
         claimed: list[Claim] = []
         if self.allow_pick_jobs and not self.stopping and free > 0:
-            claimed, next_due_ms = await claim(
-                self.pool, self.queue_name, self.worker_id, timestamp_ms(), free, self.queue_read_limit, self.lease_ms
-            )
-            for held in claimed:
-                self._start(held)
+            self._claim_calls += 1
+            self._claiming = True
+            try:
+                claimed, next_due_ms = await claim(
+                    self.pool,
+                    self.queue_name,
+                    self.worker_id,
+                    timestamp_ms(),
+                    free,
+                    self.queue_read_limit,
+                    self.lease_ms,
+                    self._claim_calls,
+                )
+                for held in claimed:
+                    self._start(held)  # when stopping, each run gives its job straight back
+            finally:
+                self._claiming = False
+                if self._cancel_after_claim and self.main_task:
+                    self.main_task.cancel()
         now = time.monotonic()
         if self.allow_abort_jobs and now - self._last_abort_check >= ABORT_CHECK_INTERVAL_S:
             self._last_abort_check = now
@@ -244,7 +261,8 @@ class PlatformWorker(Worker):
             log.exception("worker.run_failed", job_id=held.job_id)
         finally:
             self.ending.discard(held.token)
-            if self.claims.get(held.job_id) is held:
+            running = self.claims.get(held.job_id)
+            if running is not None and running.token == held.token:
                 del self.claims[held.job_id]
             if self.lost_claims.get(held.job_id) == held.token:
                 del self.lost_claims[held.job_id]
@@ -415,7 +433,9 @@ class PlatformWorker(Worker):
     def handle_sig(self, signum: Signals) -> None:
         """Stop now: running jobs go back to the queue."""
         self._interrupt_jobs()
-        if self.main_task:
+        if self._claiming:
+            self._cancel_after_claim = True
+        elif self.main_task:
             self.main_task.cancel()
         if self.on_stop:
             self.on_stop(Signals(signum))

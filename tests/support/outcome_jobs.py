@@ -48,6 +48,8 @@ async def raise_base_exception(ctx: JobContext, what: str) -> None:
         sys.exit(3)
     if what == "keyboard_interrupt":
         raise KeyboardInterrupt
+    if what == "cancelled":
+        raise asyncio.CancelledError  # the job's own, not a cancel by the worker
     raise BadStr
 
 

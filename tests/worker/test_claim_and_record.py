@@ -99,3 +99,32 @@ async def test_a_claim_reads_no_more_than_its_read_limit(settings: Settings, red
         await stage(redis, f"j{n}", int(time.time() * 1000) - 1000 + n)
     claimed, _ = await claim(redis, QUEUE, "w", int(time.time() * 1000), 100, 7, 10_000)
     assert len(claimed) == 7
+
+
+async def test_a_copy_from_an_earlier_life_of_the_same_job_id_cannot_take_it_back(
+    settings: Settings, redis: ArqRedis
+) -> None:
+    """The try counter is reset when a job ends, so it cannot tell claims apart; the holder key can."""
+    await stage(redis, "k")
+    (old,) = await take(redis, "frozen")
+    await redis.delete(keys.in_progress("k"))  # A's lease lapses
+    (other,) = await take(redis, "b")
+    assert await write(redis, QUEUE, other, Succeeded(None), KEEP) is True  # ends, keeps no result
+    await stage(redis, "k")  # the client enqueues the same id again
+    (new,) = await take(redis, "c")
+    assert new.job_try == old.job_try == 1
+    assert await write(redis, QUEUE, new, Retrying(60, None), KEEP) is True  # retry in a minute: no lease now
+    assert await leases.renew(redis, [old], 10_000) == [old]  # A wakes: it does not take the new life back
+    assert await write(redis, QUEUE, old, Succeeded(b"old life"), KEEP) is False
+    assert await redis.exists(keys.in_progress("k"), keys.result("k")) == 0
+
+
+async def test_a_renewal_that_arrives_after_a_retry_does_not_bring_the_lease_back(
+    settings: Settings, redis: ArqRedis
+) -> None:
+    await stage(redis, "r")
+    (held,) = await take(redis)
+    assert await write(redis, QUEUE, held, Retrying(0, None), KEEP) is True
+    assert await leases.renew(redis, [held], 10_000) == [held]  # the renewal was in flight: it is refused
+    (again,) = await take(redis)  # and the retry is claimable at once
+    assert again.job_try == 2
