@@ -22,14 +22,19 @@ log = structlog.get_logger("run")
 
 
 def ensure_redis(settings: Settings) -> tuple[str, RedisProcess | None]:
-    """The Redis URL to use, starting an embedded server when REDIS_URL is unset and nothing answers."""
-    url = urlparse(settings.redis_url)
-    host, port = url.hostname or "localhost", url.port or 6379
-    if answers_ping(host, port) or url.scheme == "unix":
+    """The Redis URL to use: REDIS_URL when set (it must answer), else the Redis on 127.0.0.1 at
+    EMBEDDED_REDIS_PORT, started there (append-only, under DATA_DIR) when nothing answers."""
+    if "redis_url" in settings.model_fields_set:
+        url = urlparse(settings.redis_url)
+        if url.scheme != "unix" and not answers_ping(url.hostname or "localhost", url.port or 6379):
+            raise SystemExit(f"REDIS_URL is set to {redacted(settings.redis_url)}, but nothing answers there")
         log.info("run.redis_found", redis=redacted(settings.redis_url))
         return settings.redis_url, None
-    if "redis_url" in settings.model_fields_set:
-        raise SystemExit(f"REDIS_URL is set to {redacted(settings.redis_url)}, but nothing answers there")
+    port = settings.embedded_redis_port
+    if answers_ping("127.0.0.1", port):
+        url_found = f"redis://127.0.0.1:{port}/0"
+        log.info("run.redis_found", redis=url_found)
+        return url_found, None
     data_dir = Path(settings.data_dir) / "redis"
     redis = start_redis(port, data_dir, appendonly=True, log_file=data_dir / "redis.log")
     log.info("run.redis_embedded", url=redis.url, data_dir=str(data_dir), appendonly=True)

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         description="Comma-separated modules whose jobs are registered, e.g. `jobs,myapp.tasks`.",
     )
     data_dir: str = Field(".data", description="Where the embedded Redis of `make run` keeps its append-only file.")
+    embedded_redis_port: int = Field(
+        6379,
+        ge=1,
+        le=65535,
+        description="With REDIS_URL unset, `make run` uses the Redis on 127.0.0.1 at this port, or starts one there.",
+    )
     api_host: str = Field("127.0.0.1", description="Address `make run` serves the API on.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port `make run` serves the API on.")
 
