@@ -3,6 +3,7 @@ worker and the API. Ctrl-C stops the API, lets the worker drain, then stops Redi
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import structlog
 from core.embedded_redis import RedisProcess, answers_ping, start_redis
 from core.logging import configure_logging
 from core.redis import redacted
-from settings import Settings, load_settings
+from settings import Settings, check_job_modules, load_settings
 
 log = structlog.get_logger("run")
 
@@ -48,51 +49,65 @@ def spawn(name: str, command: list[str], env: dict[str, str]) -> subprocess.Pope
 
 
 def stop(name: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM, then wait; every child exits 0 from a stop it was asked for, so anything else is a warning."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            log.warning("run.killing", process=name)
+            log.warning("run.killing", process=name, after_s=timeout_s)
             process.kill()
             process.wait()
-    log.info("run.stopped", process=name, exit_code=process.returncode)
+    log_stopped(name, process.returncode)
+
+
+def log_stopped(name: str, exit_code: int) -> None:
+    log.log(logging.INFO if exit_code == 0 else logging.WARNING, "run.stopped", process=name, exit_code=exit_code)
+
+
+class StopRequest:
+    """Set by SIGINT (Ctrl-C) or SIGTERM; installed first, so a Ctrl-C during start-up still stops in order."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGINT, self._request)
+        signal.signal(signal.SIGTERM, self._request)
+
+    def _request(self, _signum: int, _frame: object) -> None:
+        self.requested = True
+
+
+def run(settings: Settings, stop_request: StopRequest) -> int:
+    """Start Redis (if needed), the worker and the API; stop them in that order's reverse when asked."""
+    redis_url, redis = ensure_redis(settings)
+    children: list[tuple[str, subprocess.Popen[bytes], float]] = []
+    exit_code = 0
+    try:
+        env = {**os.environ, "REDIS_URL": redis_url}
+        worker = spawn("worker", [sys.executable, "-m", "arq", "worker.WorkerSettings"], env)
+        children.append(("worker", worker, settings.shutdown_grace_seconds + 10))
+        api = spawn("api", [sys.executable, "-m", "service.main"], env)  # serves on API_HOST:API_PORT
+        children.append(("api", api, 10))
+        while not stop_request.requested:
+            if api.poll() is not None or worker.poll() is not None:
+                log.error("run.child_exited", api=api.returncode, worker=worker.returncode)
+                exit_code = 1
+                break
+            time.sleep(0.1)
+    finally:
+        for name, process, timeout_s in reversed(children):  # the API, then the worker drains
+            stop(name, process, timeout_s)
+        if redis is not None:  # last: the worker needed it to finish its jobs
+            log_stopped("redis", redis.stop())
+    return exit_code
 
 
 def main() -> int:
+    stop_request = StopRequest()
     settings = load_settings()
+    check_job_modules(settings)
     configure_logging(settings)
-    redis_url, redis = ensure_redis(settings)
-    env = {**os.environ, "REDIS_URL": redis_url}
-    worker = spawn("worker", [sys.executable, "-m", "arq", "worker.WorkerSettings"], env)
-    api = spawn(
-        "api",
-        [sys.executable, "-m", "uvicorn", "service.main:app", "--host", settings.api_host,
-         "--port", str(settings.api_port)],
-        env,
-    )  # fmt: skip
-    stopping = False
-
-    def request_stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    log.info("run.ready", api=f"http://{settings.api_host}:{settings.api_port}/docs")
-    exit_code = 0
-    while not stopping:
-        if api.poll() is not None or worker.poll() is not None:
-            log.error("run.child_exited", api=api.returncode, worker=worker.returncode)
-            exit_code = 1
-            break
-        time.sleep(0.2)
-    stop("api", api, 10)
-    stop("worker", worker, settings.shutdown_grace_seconds + 10)
-    if redis is not None:
-        redis.stop()
-        log.info("run.stopped", process="redis")
-    return exit_code
+    return run(settings, stop_request)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ the codec limits or the Redis they talk to.
 
 from __future__ import annotations
 
+import importlib
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
@@ -135,6 +136,16 @@ class Settings(BaseSettings):
 
 class SettingsError(SystemExit):
     """Raised at start-up when an environment variable holds an invalid value."""
+
+
+def check_job_modules(settings: Settings) -> None:
+    """Import each JOB_MODULES entry up front, so a typo stops an entry point with one line naming the
+    setting instead of two chained tracebacks from the registry's import."""
+    for module in settings.job_modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise SettingsError(f"invalid setting JOB_MODULES: cannot import {module!r} ({exc})") from None
 
 
 def load_settings(**overrides: object) -> Settings:
