@@ -3,6 +3,7 @@ worker and the API. Ctrl-C stops the API, lets the worker drain, then stops Redi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -13,33 +14,50 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import structlog
+from redis.exceptions import RedisError
 
 from core.embedded_redis import RedisProcess, answers_ping, start_redis
 from core.logging import configure_logging
-from core.redis import redacted
+from core.redis import log_redis_in_use, open_api_pool, redacted
 from settings import Settings, check_job_modules, load_settings
 
 log = structlog.get_logger("run")
 
 
-def ensure_redis(settings: Settings) -> tuple[str, RedisProcess | None]:
-    """The Redis URL to use: REDIS_URL when set (it must answer), else the Redis on 127.0.0.1 at
-    EMBEDDED_REDIS_PORT, started there (append-only, under DATA_DIR) when nothing answers."""
+def ensure_redis(settings: Settings) -> tuple[Settings, RedisProcess | None]:
+    """The settings with the Redis to use: REDIS_URL when set (it must answer), else the Redis on 127.0.0.1
+    at EMBEDDED_REDIS_PORT, started there (append-only, under DATA_DIR) when nothing answers."""
     if "redis_url" in settings.model_fields_set:
         url = urlparse(settings.redis_url)
         if url.scheme != "unix" and not answers_ping(url.hostname or "localhost", url.port or 6379):
             raise SystemExit(f"REDIS_URL is set to {redacted(settings.redis_url)}, but nothing answers there")
-        log.info("run.redis_found", redis=redacted(settings.redis_url))
-        return settings.redis_url, None
+        return settings, None
     port = settings.embedded_redis_port
     if answers_ping("127.0.0.1", port):
-        url_found = f"redis://127.0.0.1:{port}/0"
-        log.info("run.redis_found", redis=url_found)
-        return url_found, None
+        found = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
+        log.warning(
+            "run.redis_shared",
+            redis=found.redis_url,
+            queue=found.queue_name,
+            why="REDIS_URL is unset and a Redis already answers on EMBEDDED_REDIS_PORT: its db 0 and this queue "
+            "are shared with anything else using them; set REDIS_URL and QUEUE_NAME, or another EMBEDDED_REDIS_PORT",
+        )
+        return found, None
     data_dir = Path(settings.data_dir) / "redis"
     redis = start_redis(port, data_dir, appendonly=True, log_file=data_dir / "redis.log")
-    log.info("run.redis_embedded", url=redis.url, data_dir=str(data_dir), appendonly=True)
-    return redis.url, redis
+    log.info("run.redis_embedded", data_dir=str(data_dir), pid=redis.process.pid)
+    return settings.model_copy(update={"redis_url": redis.url}), redis
+
+
+async def announce_redis(settings: Settings, embedded: bool) -> None:
+    """One line saying which Redis the platform uses and whether it persists (a warning when it does not)."""
+    pool = open_api_pool(settings)
+    try:
+        await log_redis_in_use(pool, settings, log, "run.redis", embedded=embedded)
+    except (RedisError, OSError) as exc:  # it answered PING; the worker and the API will say more
+        log.warning("run.redis_unreadable", redis=redacted(settings.redis_url), error=str(exc))
+    finally:
+        await pool.aclose()
 
 
 def spawn(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -79,11 +97,12 @@ class StopRequest:
 
 def run(settings: Settings, stop_request: StopRequest) -> int:
     """Start Redis (if needed), the worker and the API; stop them in that order's reverse when asked."""
-    redis_url, redis = ensure_redis(settings)
+    settings, redis = ensure_redis(settings)
     children: list[tuple[str, subprocess.Popen[bytes], float]] = []
     exit_code = 0
     try:
-        env = {**os.environ, "REDIS_URL": redis_url}
+        asyncio.run(announce_redis(settings, embedded=redis is not None))
+        env = {**os.environ, "REDIS_URL": settings.redis_url}
         worker = spawn("worker", [sys.executable, "-m", "arq", "worker.WorkerSettings"], env)
         children.append(("worker", worker, settings.shutdown_grace_seconds + 10))
         api = spawn("api", [sys.executable, "-m", "service.main"], env)  # serves on API_HOST:API_PORT

@@ -63,19 +63,16 @@ class Launcher:
 
 
 def launcher_env(data_dir: Path, redis_port: int, api_port: int, **extra: str) -> dict[str, str]:
-    env = process_env("unused", **extra)
+    env = process_env("unused")
     del env["REDIS_URL"]  # unset: run_platform embeds its Redis on EMBEDDED_REDIS_PORT
-    env.update(
-        EMBEDDED_REDIS_PORT=str(redis_port),
-        API_PORT=str(api_port),
-        DATA_DIR=str(data_dir),
-        **extra,
-    )
+    env.update(EMBEDDED_REDIS_PORT=str(redis_port), API_PORT=str(api_port), DATA_DIR=str(data_dir))
+    env.update(extra)
     return env
 
 
 def start_launcher(tmp_path: Path, **extra: str) -> Launcher:
-    redis_port, api_port = free_port(), free_port()
+    redis_port = int(extra.pop("EMBEDDED_REDIS_PORT", 0)) or free_port()
+    api_port = free_port()
     data_dir, log_path = tmp_path / "data", tmp_path / "run.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
