@@ -102,6 +102,8 @@ def run(settings: Settings, stop_request: StopRequest) -> int:
     exit_code = 0
     try:
         asyncio.run(announce_redis(settings, embedded=redis is not None))
+        if stop_request.requested:  # Ctrl-C while Redis was starting
+            return 0
         env = {**os.environ, "REDIS_URL": settings.redis_url}
         worker = spawn("worker", [sys.executable, "-m", "arq", "worker.WorkerSettings"], env)
         children.append(("worker", worker, settings.shutdown_grace_seconds + 10))
