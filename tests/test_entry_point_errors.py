@@ -21,8 +21,9 @@ ENTRY_POINTS = {
 
 
 def run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    # Only what the test sets: no developer variable may leak in.
-    base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "LOG_FORMAT": "json"}
+    # Only what the test sets: no developer variable may leak in, and no Redis of the machine is in reach.
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "LOG_FORMAT": "json", "REDIS_URL": nowhere}
     return subprocess.run(command, cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=60)
 
 
