@@ -49,6 +49,7 @@ def _drop_formatting_leftovers(_logger: Any, _name: str, event: MutableMapping[s
 def _platform_handler(root: logging.Logger) -> PlatformHandler:
     for handler in root.handlers:
         if isinstance(handler, PlatformHandler):
+            handler.setStream(sys.stderr)  # follows a replaced stderr (a test runner's capture, say)
             return handler
     handler = PlatformHandler(sys.stderr)
     root.addHandler(handler)
