@@ -1,4 +1,5 @@
-# One command runs the platform, one command passes the tests; both create .venv themselves.
+# One command runs the platform, one command passes the tests; every target creates .venv itself, so
+# nothing here needs an activated virtualenv. `make help` lists the targets.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,8 +7,12 @@ STAMP := $(VENV)/.installed
 # arq's own test suite runs in a venv of its own: it needs arq's older test dependencies (docs/arq-compatibility.md)
 ARQ_VENV := .venv-arq
 ARQ_STAMP := $(ARQ_VENV)/.installed
+DATA_DIR ?= .data
 
-.PHONY: install run test test-arq test-full lint typecheck check bench clean
+.PHONY: help install run api worker check-worker test test-arq test-full lint typecheck check bench clean clean-data
+
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/:.*## /\t/'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +26,19 @@ $(ARQ_STAMP): pyproject.toml
 	$(ARQ_VENV)/bin/pip install --quiet -e '.[arq-compat]'
 	touch $(ARQ_STAMP)
 
-install: $(STAMP)
+install: $(STAMP)  ## create .venv and install the project with its dev tools
 
 run: $(STAMP)  ## API + worker + (embedded) Redis; Ctrl-C stops everything
 	$(BIN)/python run_platform.py
+
+api: $(STAMP)  ## the API alone, on API_HOST:API_PORT, against REDIS_URL
+	$(BIN)/python -m service.main
+
+worker: $(STAMP)  ## one more worker against REDIS_URL (as many as you like)
+	$(BIN)/arq worker.WorkerSettings
+
+check-worker: $(STAMP)  ## exit 0 when a worker on QUEUE_NAME refreshed its health key recently
+	$(BIN)/arq --check worker.WorkerSettings
 
 test: $(STAMP) $(ARQ_STAMP)  ## the default suite: fast, real Redis, real worker, real app; then arq's own suite
 	$(BIN)/pytest -q
@@ -37,18 +51,22 @@ test-full: $(STAMP) $(ARQ_STAMP)  ## the default suite plus the long fault-injec
 	$(BIN)/pytest -q -m ''
 	$(MAKE) --no-print-directory test-arq
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(STAMP)  ## mypy, strict
 	$(BIN)/mypy
 
-check: lint typecheck test
+check: lint typecheck test  ## lint, typecheck and test: what CI runs
 
 bench: $(STAMP)  ## raw arq vs the platform on its own Redis; writes docs/benchmarks.md (about 5 minutes)
 	$(BIN)/pip install --quiet -e '.[dev,embedded,bench]'
 	BENCH_COMMAND='make bench' $(BIN)/python -m bench.run
 
-clean:
+clean:  ## remove the virtualenvs and tool caches (keeps the data of make run's Redis)
 	rm -rf $(VENV) $(ARQ_VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+
+clean-data:  ## remove DATA_DIR/redis (.data/redis): every job and result make run's Redis kept; stop make run first
+	rm -rf '$(DATA_DIR)/redis'
+	rmdir '$(DATA_DIR)' 2>/dev/null || true

@@ -3,6 +3,8 @@ worker and the API. Ctrl-C stops the API, lets the worker drain, then stops Redi
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -12,28 +14,50 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import structlog
+from redis.exceptions import RedisError
 
 from core.embedded_redis import RedisProcess, answers_ping, start_redis
 from core.logging import configure_logging
-from core.redis import redacted
-from settings import Settings, load_settings
+from core.redis import log_redis_in_use, open_api_pool, redacted
+from settings import Settings, check_job_modules, load_settings
 
 log = structlog.get_logger("run")
 
 
-def ensure_redis(settings: Settings) -> tuple[str, RedisProcess | None]:
-    """The Redis URL to use, starting an embedded server when REDIS_URL is unset and nothing answers."""
-    url = urlparse(settings.redis_url)
-    host, port = url.hostname or "localhost", url.port or 6379
-    if answers_ping(host, port) or url.scheme == "unix":
-        log.info("run.redis_found", redis=redacted(settings.redis_url))
-        return settings.redis_url, None
+def ensure_redis(settings: Settings) -> tuple[Settings, RedisProcess | None]:
+    """The settings with the Redis to use: REDIS_URL when set (it must answer), else the Redis on 127.0.0.1
+    at EMBEDDED_REDIS_PORT, started there (append-only, under DATA_DIR) when nothing answers."""
     if "redis_url" in settings.model_fields_set:
-        raise SystemExit(f"REDIS_URL is set to {redacted(settings.redis_url)}, but nothing answers there")
+        url = urlparse(settings.redis_url)
+        if url.scheme != "unix" and not answers_ping(url.hostname or "localhost", url.port or 6379):
+            raise SystemExit(f"REDIS_URL is set to {redacted(settings.redis_url)}, but nothing answers there")
+        return settings, None
+    port = settings.embedded_redis_port
+    if answers_ping("127.0.0.1", port):
+        found = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
+        log.warning(
+            "run.redis_shared",
+            redis=found.redis_url,
+            queue=found.queue_name,
+            why="REDIS_URL is unset and a Redis already answers on EMBEDDED_REDIS_PORT: its db 0 and this queue "
+            "are shared with anything else using them; set REDIS_URL and QUEUE_NAME, or another EMBEDDED_REDIS_PORT",
+        )
+        return found, None
     data_dir = Path(settings.data_dir) / "redis"
     redis = start_redis(port, data_dir, appendonly=True, log_file=data_dir / "redis.log")
-    log.info("run.redis_embedded", url=redis.url, data_dir=str(data_dir), appendonly=True)
-    return redis.url, redis
+    log.info("run.redis_embedded", data_dir=str(data_dir), pid=redis.process.pid)
+    return settings.model_copy(update={"redis_url": redis.url}), redis
+
+
+async def announce_redis(settings: Settings, embedded: bool) -> None:
+    """One line saying which Redis the platform uses and whether it persists (a warning when it does not)."""
+    pool = open_api_pool(settings)
+    try:
+        await log_redis_in_use(pool, settings, log, "run.redis", embedded=embedded)
+    except (RedisError, OSError) as exc:  # it answered PING; the worker and the API will say more
+        log.warning("run.redis_unreadable", redis=redacted(settings.redis_url), error=str(exc))
+    finally:
+        await pool.aclose()
 
 
 def spawn(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -43,51 +67,68 @@ def spawn(name: str, command: list[str], env: dict[str, str]) -> subprocess.Pope
 
 
 def stop(name: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM, then wait; every child exits 0 from a stop it was asked for, so anything else is a warning."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            log.warning("run.killing", process=name)
+            log.warning("run.killing", process=name, after_s=timeout_s)
             process.kill()
             process.wait()
-    log.info("run.stopped", process=name, exit_code=process.returncode)
+    log_stopped(name, process.returncode)
+
+
+def log_stopped(name: str, exit_code: int) -> None:
+    log.log(logging.INFO if exit_code == 0 else logging.WARNING, "run.stopped", process=name, exit_code=exit_code)
+
+
+class StopRequest:
+    """Set by SIGINT (Ctrl-C) or SIGTERM; installed first, so a Ctrl-C during start-up still stops in order."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGINT, self._request)
+        signal.signal(signal.SIGTERM, self._request)
+
+    def _request(self, _signum: int, _frame: object) -> None:
+        self.requested = True
+
+
+def run(settings: Settings, stop_request: StopRequest) -> int:
+    """Start Redis (if needed), the worker and the API; stop them in that order's reverse when asked."""
+    settings, redis = ensure_redis(settings)
+    children: list[tuple[str, subprocess.Popen[bytes], float]] = []
+    exit_code = 0
+    try:
+        asyncio.run(announce_redis(settings, embedded=redis is not None))
+        if stop_request.requested:  # Ctrl-C while Redis was starting
+            return 0
+        env = {**os.environ, "REDIS_URL": settings.redis_url}
+        worker = spawn("worker", [sys.executable, "-m", "arq", "worker.WorkerSettings"], env)
+        children.append(("worker", worker, settings.shutdown_grace_seconds + 10))
+        api = spawn("api", [sys.executable, "-m", "service.main"], env)  # serves on API_HOST:API_PORT
+        children.append(("api", api, 10))
+        while not stop_request.requested:
+            if api.poll() is not None or worker.poll() is not None:
+                log.error("run.child_exited", api=api.returncode, worker=worker.returncode)
+                exit_code = 1
+                break
+            time.sleep(0.1)
+    finally:
+        for name, process, timeout_s in reversed(children):  # the API, then the worker drains
+            stop(name, process, timeout_s)
+        if redis is not None:  # last: the worker needed it to finish its jobs
+            log_stopped("redis", redis.stop())
+    return exit_code
 
 
 def main() -> int:
+    stop_request = StopRequest()
     settings = load_settings()
+    check_job_modules(settings)
     configure_logging(settings)
-    redis_url, redis = ensure_redis(settings)
-    env = {**os.environ, "REDIS_URL": redis_url}
-    worker = spawn("worker", [sys.executable, "-m", "arq", "worker.WorkerSettings"], env)
-    api = spawn(
-        "api",
-        [sys.executable, "-m", "uvicorn", "service.main:app", "--host", settings.api_host,
-         "--port", str(settings.api_port)],
-        env,
-    )  # fmt: skip
-    stopping = False
-
-    def request_stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    log.info("run.ready", api=f"http://{settings.api_host}:{settings.api_port}/docs")
-    exit_code = 0
-    while not stopping:
-        if api.poll() is not None or worker.poll() is not None:
-            log.error("run.child_exited", api=api.returncode, worker=worker.returncode)
-            exit_code = 1
-            break
-        time.sleep(0.2)
-    stop("api", api, 10)
-    stop("worker", worker, settings.shutdown_grace_seconds + 10)
-    if redis is not None:
-        redis.stop()
-        log.info("run.stopped", process="redis")
-    return exit_code
+    return run(settings, stop_request)
 
 
 if __name__ == "__main__":

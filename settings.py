@@ -6,6 +6,7 @@ the codec limits or the Redis they talk to.
 
 from __future__ import annotations
 
+import importlib
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
@@ -87,6 +88,12 @@ class Settings(BaseSettings):
         description="Comma-separated modules whose jobs are registered, e.g. `jobs,myapp.tasks`.",
     )
     data_dir: str = Field(".data", description="Where the embedded Redis of `make run` keeps its append-only file.")
+    embedded_redis_port: int = Field(
+        6379,
+        ge=1,
+        le=65535,
+        description="With REDIS_URL unset, `make run` uses the Redis on 127.0.0.1 at this port, or starts one there.",
+    )
     api_host: str = Field("127.0.0.1", description="Address `make run` serves the API on.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port `make run` serves the API on.")
 
@@ -135,6 +142,16 @@ class Settings(BaseSettings):
 
 class SettingsError(SystemExit):
     """Raised at start-up when an environment variable holds an invalid value."""
+
+
+def check_job_modules(settings: Settings) -> None:
+    """Import each JOB_MODULES entry up front, so a typo stops an entry point with one line naming the
+    setting instead of two chained tracebacks from the registry's import."""
+    for module in settings.job_modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise SettingsError(f"invalid setting JOB_MODULES: cannot import {module!r} ({exc})") from None
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -56,8 +56,8 @@ class RedisProcess:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM: Redis flushes its append-only file and exits."""
+    def stop(self, timeout_s: float = 10.0) -> int:
+        """SIGTERM: Redis flushes its append-only file and exits; returns its exit code."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -65,6 +65,7 @@ class RedisProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        return self.process.returncode
 
     def kill(self) -> None:
         self.process.kill()
@@ -97,7 +98,9 @@ def start_redis(
         "--protected-mode", "yes",
         "--logfile", str(log_file.resolve()) if log_file else "",
     ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    # Its own session: a Ctrl-C in the terminal reaches the launcher, which stops Redis last, after the
+    # worker has drained; Redis taking the SIGINT itself would go first and leave the worker without it.
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + START_TIMEOUT_S
     while not answers_ping("127.0.0.1", port):
         if process.poll() is not None:

@@ -1,15 +1,36 @@
 """One log format for everything in the process: structlog's own events and stdlib loggers
-(uvicorn, arq) go through the same renderer, JSON in production and readable on a terminal."""
+(uvicorn, arq) go through the same renderer, JSON in production and readable on a terminal.
+
+The platform adds one handler to the root logger and leaves the host process's own handlers alone;
+configuring again (the worker does, once arq's CLI has set up its logging) updates that handler.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from types import TracebackType
 from typing import Any
 
 import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from settings import Settings
+
+# The handlers arq's CLI (`arq.standard`) and uvicorn's CLI (`default`, `access`) put on their own loggers
+# from their default logging configs: each would print every line a second time, in its own format.
+LIBRARY_HANDLER_NAMES = frozenset({"arq.standard", "default", "access"})
+LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "arq")
+# arq's modules log to these; under arq's CLI they write to the platform's handler only.
+ARQ_MODULE_LOGGERS = ("arq.worker", "arq.jobs", "arq.connections", "arq.utils")
+# Attributes other formatters leave on a shared record (uvicorn's terminal colours, a formatted copy).
+FORMATTING_LEFTOVERS = ("color_message", "message", "asctime")
+
+
+class PlatformHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The platform's handler; found again by its type, so configuring twice never adds a second one."""
 
 
 def _renderer(settings: Settings) -> Any:
@@ -19,8 +40,63 @@ def _renderer(settings: Settings) -> Any:
     return structlog.dev.ConsoleRenderer()
 
 
+def _drop_formatting_leftovers(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in FORMATTING_LEFTOVERS:
+        event.pop(key, None)
+    return event
+
+
+def _platform_handler(root: logging.Logger) -> PlatformHandler:
+    for handler in root.handlers:
+        if isinstance(handler, PlatformHandler):
+            handler.setStream(sys.stderr)  # follows a replaced stderr (a test runner's capture, say)
+            return handler
+    handler = PlatformHandler(sys.stderr)
+    root.addHandler(handler)
+    return handler
+
+
+class _OnlyToPlatformHandler(logging.Filter):
+    """On arq's module loggers under its CLI: hand each record to our handler, and to no other.
+
+    arq's CLI runs `dictConfig` after importing the worker settings, and `arq --check` never comes back
+    to us: that puts its own handler on the `arq` logger and resets the handlers and propagation of its
+    children, but keeps their filters. Without this, every line of `arq --check` would print twice.
+    """
+
+    def __init__(self, handler: PlatformHandler, level: str) -> None:
+        super().__init__()
+        self.handler = handler
+        self.levelno = logging.getLevelName(level)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= self.levelno:
+            self.handler.handle(record)
+        return False
+
+
+def _under_arq_cli(handler: PlatformHandler, level: str) -> None:
+    for name in ARQ_MODULE_LOGGERS:
+        module_logger = logging.getLogger(name)
+        for old in [f for f in module_logger.filters if isinstance(f, _OnlyToPlatformHandler)]:
+            module_logger.removeFilter(old)
+        module_logger.addFilter(_OnlyToPlatformHandler(handler, level))
+    if sys.excepthook is sys.__excepthook__:
+        sys.excepthook = _one_line_for_redis_unreachable
+
+
+def _one_line_for_redis_unreachable(
+    kind: type[BaseException], error: BaseException, traceback: TracebackType | None
+) -> None:
+    """Under arq's CLI, Redis out of reach (`arq --check` while it is down) is one line, then exit 1."""
+    if isinstance(error, RedisConnectionError | RedisTimeoutError):
+        structlog.get_logger("worker").error("redis.unreachable", error=str(error))
+    else:
+        sys.__excepthook__(kind, error, traceback)
+
+
 def configure_logging(settings: Settings) -> None:
-    """Configure structlog and route the stdlib root logger through it."""
+    """Configure structlog and route stdlib loggers through it, through one handler on the root logger."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -39,20 +115,23 @@ def configure_logging(settings: Settings) -> None:
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_formatting_leftovers],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             _renderer(settings),
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    handler = _platform_handler(root)
+    handler.setFormatter(formatter)
     root.setLevel(settings.log_level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "arq", "arq.worker", "arq.jobs"):
-        stdlib_logger = logging.getLogger(name)
-        stdlib_logger.handlers.clear()
-        stdlib_logger.setLevel(logging.NOTSET)
-        stdlib_logger.propagate = True
+    for name in LIBRARY_LOGGERS:
+        library_logger = logging.getLogger(name)
+        for library_handler in list(library_logger.handlers):
+            if library_handler.get_name() in LIBRARY_HANDLER_NAMES:
+                library_logger.removeHandler(library_handler)
+        library_logger.setLevel(logging.NOTSET)
+        library_logger.propagate = True
+    if "arq.cli" in sys.modules:
+        _under_arq_cli(handler, settings.log_level)

@@ -15,12 +15,12 @@ from urllib.parse import urlparse, urlunparse
 
 import structlog
 from arq.connections import ArqRedis, RedisSettings
-from redis.asyncio import ConnectionPool
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core import codec
@@ -144,3 +144,38 @@ def redacted(url: str) -> str:
         return url
     netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     return urlunparse(parts._replace(netloc=netloc))
+
+
+async def persistence(redis: Redis) -> str:
+    """How this Redis keeps data on disk: `aof`, `rdb` (snapshots only), `none`, or `unknown` when CONFIG
+    is forbidden (a managed Redis, an ACL user without it)."""
+    try:
+        appendonly = await redis.config_get("appendonly")
+        save = await redis.config_get("save")
+    except ResponseError:
+        return "unknown"
+
+    def value(reply: dict[Any, Any], name: str) -> str:
+        raw = reply.get(name, reply.get(name.encode(), b""))
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    if value(appendonly, "appendonly") == "yes":
+        return "aof"
+    return "rdb" if value(save, "save").strip() else "none"
+
+
+async def log_redis_in_use(redis: Redis, settings: Settings, logger: Any, event: str, **fields: Any) -> None:
+    """Say which Redis the process uses (redacted URL, db, queue) and whether it persists; a Redis that keeps
+    nothing on disk is a warning: a restart of it loses every queued job and result."""
+    kept = await persistence(redis)
+    line = {
+        "redis": redacted(settings.redis_url),
+        "db": RedisSettings.from_dsn(settings.redis_url).database,
+        "queue": settings.queue_name,
+        "persistence": kept,
+        **fields,
+    }
+    if kept == "none":
+        logger.warning(event, **line, risk="nothing is kept on disk: a Redis restart loses every job")
+    else:
+        logger.info(event, **line)

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from redis.exceptions import RedisError
 
 from core.logging import configure_logging
-from core.redis import open_api_pool, redacted
+from core.redis import log_redis_in_use, open_api_pool, redacted
 from core.registry import Registry, load_registry
 from service.errors import install_error_handlers
 from service.routes import cron, dead, functions, health, jobs, queues, workers
@@ -39,7 +39,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         pool = open_api_pool(settings)
         try:
             await pool.ping()
-            log.info("api.started", redis=redacted(settings.redis_url), queue=settings.queue_name)
+            # Not "started": uvicorn binds its socket after the lifespan starts, and that can still fail.
+            await log_redis_in_use(pool, settings, log, "api.redis_connected")
         except (RedisError, OSError) as exc:
             log.warning("api.redis_unavailable_at_start", redis=redacted(settings.redis_url), error=str(exc))
         try:

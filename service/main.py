@@ -1,5 +1,58 @@
-"""ASGI entry point: `uvicorn service.main:app`."""
+"""ASGI entry point: `uvicorn service.main:app`.
+
+`python -m service.main` (what `make run` runs) serves the same app on API_HOST:API_PORT, logs
+`api.listening` only once the socket is bound, and exits 0 when asked to stop.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+
+import structlog
+import uvicorn
+from fastapi import FastAPI
 
 from service.app import create_app
+from settings import Settings, check_job_modules, load_settings
 
-app = create_app()
+log = structlog.get_logger("api")
+
+
+def checked_app(settings: Settings) -> FastAPI:
+    """The app; a bad setting (JOB_MODULES included) stops the process with `invalid setting NAME: reason`."""
+    check_job_modules(settings)
+    return create_app(settings)
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, announcing itself once it really listens (a failed bind exits before this)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            log.info("api.listening", url=f"http://{self.config.host}:{self.config.port}")
+
+
+def serve(app: FastAPI, settings: Settings) -> int:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully; 0 when the server had started."""
+    # After a graceful shutdown uvicorn raises the signal it caught again, under the handlers it found:
+    # with Python's defaults that is a death by SIGTERM (-15) or a KeyboardInterrupt traceback. A stop we
+    # were asked for is a normal exit, so these handlers take that second delivery and do nothing.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _signum, _frame: None)
+    server = Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None))
+    server.run()
+    return 0 if server.started else 1
+
+
+def main() -> int:
+    settings = load_settings()
+    return serve(checked_app(settings), settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+else:
+    app = checked_app(load_settings())

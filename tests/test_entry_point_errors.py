@@ -1,0 +1,59 @@
+"""A bad setting stops every entry point with one line, `invalid setting NAME: reason`, and no traceback:
+`make run` (run_platform.py), the API (`uvicorn service.main:app`, `python -m service.main`) and the worker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from core.embedded_redis import answers_ping, free_port
+from tests.support.processes import ROOT
+
+TYPO = "jobs,jbos"
+TYPO_LINE = "invalid setting JOB_MODULES: cannot import 'jbos' (No module named 'jbos')"
+ENTRY_POINTS = {
+    "make run": [sys.executable, "run_platform.py"],
+    "uvicorn": [sys.executable, "-m", "uvicorn", "service.main:app", "--port", "0"],
+    "python -m service.main": [sys.executable, "-m", "service.main"],
+}
+
+
+def run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    # Only what the test sets: no developer variable may leak in, and no Redis of the machine is in reach.
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "LOG_FORMAT": "json", "REDIS_URL": nowhere}
+    return subprocess.run(command, cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("entry_point", ENTRY_POINTS)
+def test_a_typo_in_job_modules_is_one_line_naming_the_setting(entry_point: str) -> None:
+    port = free_port()
+    done = run(ENTRY_POINTS[entry_point], JOB_MODULES=TYPO, EMBEDDED_REDIS_PORT=str(port), API_PORT=str(port))
+
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [TYPO_LINE]
+    assert not answers_ping("127.0.0.1", port)  # make run started nothing
+
+
+@pytest.mark.parametrize("entry_point", ENTRY_POINTS)
+def test_an_invalid_value_is_one_line_naming_the_setting(entry_point: str) -> None:
+    done = run(ENTRY_POINTS[entry_point], MAX_JOBS="zero")
+
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "invalid setting MAX_JOBS: Input should be a valid integer, unable to parse string as an integer"
+    ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="worker.py (the lead's) imports JOB_MODULES through core.registry.load_job_modules, which chains an "
+    "ImportError; it needs settings.check_job_modules(settings) before load_job_modules",
+)
+def test_a_typo_in_job_modules_stops_the_worker_with_one_line() -> None:
+    done = run([sys.executable, "-m", "arq", "worker.WorkerSettings"], JOB_MODULES=TYPO)
+
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [TYPO_LINE]
