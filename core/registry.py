@@ -327,7 +327,7 @@ class Registry:
             try:
                 module = importlib.import_module(name)
             except ImportError as exc:
-                raise JobModulesError(f"JOB_MODULES names {name!r}, which cannot be imported: {exc}") from None
+                raise JobModulesError(f"cannot import {name!r} ({exc})") from None
             registry.add_module(module, settings)
         return registry
 

@@ -8,9 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, EmailStr, Field
 
-from core.context import JobContext
-from core.enqueue import enqueue_from_job
-from core.registry import job
+from core import JobContext, RetryPolicy, enqueue_from_job, job
 from jobs.emails import send_order_receipt
 
 WORK_LATENCY_S = 0.02
@@ -79,3 +77,20 @@ async def record_analytics_event(ctx: JobContext, event: str, properties: dict[s
     """Send one analytics event to the (simulated) analytics pipeline."""
     await asyncio.sleep(WORK_LATENCY_S)
     return {"event": event, "properties": properties}
+
+
+class CardCharged(BaseModel):
+    order_id: int
+    charged_on_try: int
+
+
+class CardDeclined(Exception):
+    """The (simulated) card was declined; a later try may succeed."""
+
+
+@job(timeout=10, max_tries=3, retry=RetryPolicy(delay_s=1.0, factor=2.0, jitter=0))
+async def charge_card(ctx: JobContext, order_id: int, declines: int = 0) -> CardCharged:
+    """Charge an order's card (a demo of retries): declined on the first `declines` tries, then charged."""
+    if ctx["job_try"] <= declines:
+        raise CardDeclined(f"card declined for order {order_id}")
+    return CardCharged(order_id=order_id, charged_on_try=ctx["job_try"])

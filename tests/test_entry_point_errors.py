@@ -47,11 +47,6 @@ def test_an_invalid_value_is_one_line_naming_the_setting(entry_point: str) -> No
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker.py (the lead's) imports JOB_MODULES through core.registry.load_job_modules, which chains an "
-    "ImportError; it needs settings.check_job_modules(settings) before load_job_modules",
-)
 def test_a_typo_in_job_modules_stops_the_worker_with_one_line() -> None:
     done = run([sys.executable, "-m", "arq", "worker.WorkerSettings"], JOB_MODULES=TYPO)
 

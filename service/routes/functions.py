@@ -13,15 +13,13 @@ router = APIRouter(prefix="/v1/functions", tags=["functions"])
 
 
 def _view(spec: JobSpec, settings: Settings) -> FunctionView:
-    options = spec.options
+    options = spec.resolved(settings)
     return FunctionView(
         name=spec.name,
         description=spec.description,
         arguments_schema=spec.arguments.model_json_schema(),
         options=FunctionOptionsView(
-            timeout_s=options.timeout_s or settings.job_timeout_seconds,
-            max_tries=options.max_tries or settings.max_tries,
-            keep_result_s=settings.keep_result_seconds if options.keep_result_s is None else options.keep_result_s,
+            timeout_s=options.timeout_s, max_tries=options.max_tries, keep_result_s=options.keep_result_s
         ),
     )
 

@@ -154,9 +154,7 @@ async def abort(
     if record.status.finished:
         raise HTTPException(409, f"job {job_id!r} already finished with status {record.status.value}")
     spec = registry.jobs.get(record.function or "")
-    keep_s = spec.options.keep_result_s if spec else None
-    if keep_s is None:  # keep_result=0 is the function's own choice: keep nothing
-        keep_s = settings.keep_result_seconds
+    keep_s = spec.resolved(settings).keep_result_s if spec else settings.keep_result_seconds
     outcome = await abort_job(pool, settings.queue_name, job_id, keep_s)
     if outcome is AbortOutcome.finished:
         raise HTTPException(409, f"job {job_id!r} already finished")
