@@ -27,7 +27,7 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from core import keys, workers
-from core.redis import open_worker_pool
+from core.redis import log_redis_in_use, open_worker_pool
 from core.registry import CRON_ATTRIBUTE
 from core.worker import heartbeat, leases
 from core.worker.claim import Claim, claim
@@ -99,14 +99,13 @@ class PlatformWorker(Worker):
             self._pool = await self._connect()
         self.ctx["redis"] = self.pool
         self.stopping, self._stop_deadline, self._cancel_after_claim = False, None, False
-        log.info(
-            "worker.started",
-            worker_id=self.worker_id,
-            queue=self.queue_name,
-            functions=sorted(self.functions),
-            max_jobs=self.max_jobs,
-            lease_s=self.lease_ms / 1000,
-        )
+        started = {
+            "worker_id": self.worker_id,
+            "functions": sorted(self.functions),
+            "max_jobs": self.max_jobs,
+            "lease_s": self.lease_ms / 1000,
+        }
+        await self._log_started(started)
         if self.on_startup:
             await self.on_startup(self.ctx)
         self._background = [asyncio.create_task(self._renew_forever())]
@@ -124,6 +123,15 @@ class PlatformWorker(Worker):
             for task in self._background:
                 task.cancel()
             await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def _log_started(self, fields: dict[str, Any]) -> None:
+        """Which Redis (as the platform's settings name it) and whether it keeps anything on disk; a worker
+        built from arq's arguments alone has a pool of its own, so it names only its queue."""
+        if self.announces:
+            with suppress(RedisError, OSError):
+                await log_redis_in_use(self.pool, self.platform_settings, log, "worker.started", **fields)
+                return
+        log.info("worker.started", queue=self.queue_name, **fields)
 
     async def _connect(self) -> Any:
         if self.announces:

@@ -8,7 +8,8 @@ from typing import Any
 from arq.cron import next_cron
 from fastapi import APIRouter
 
-from core.cron_runs import TICKS_KEPT, CronRuns, read_runs
+from core import cron_ticks
+from core.cron_runs import CronRuns, read_runs
 from service.deps import PoolDep, RegistryDep
 from service.models import CronRunView, CronView
 
@@ -16,8 +17,6 @@ router = APIRouter(prefix="/v1/cron", tags=["cron"])
 
 # A tick counts as missed once it is this far in the past with no run recorded for it.
 MISSED_AFTER = timedelta(seconds=5)
-# Each tick walked is a `next_cron` step on the event loop; past this many the count stops ("at least").
-MAX_TICKS_WALKED = 2 * TICKS_KEPT
 
 
 def _when(epoch_s: float | None) -> datetime | None:
@@ -38,24 +37,6 @@ def _last_run(runs: CronRuns) -> CronRunView | None:
     )
 
 
-def _missed(schedule: dict[str, Any], ran_ms: frozenset[int], now: datetime) -> tuple[int, datetime | None]:
-    """Ticks since the oldest one recorded as run that came due and never ran, whatever the reason (no worker
-    was up, its job was aborted or its id taken): each tick that ran is recorded by the worker that ran it."""
-    if not ran_ms:
-        return 0, None
-    ran_s = {tick // 1000 for tick in ran_ms}  # arq schedules a tick at .123456 past its second: compare seconds
-    cutoff = now - MISSED_AFTER
-    missed, latest = 0, None
-    tick = next_cron(datetime.fromtimestamp(min(ran_ms) / 1000, UTC), **schedule)
-    for _ in range(MAX_TICKS_WALKED):
-        if tick > cutoff:
-            break
-        if int(tick.timestamp()) not in ran_s:
-            missed, latest = missed + 1, tick.replace(microsecond=0)
-        tick = next_cron(tick, **schedule)
-    return missed, latest
-
-
 def _schedule(schedule: dict[str, Any]) -> dict[str, Any]:
     return {k: sorted(v) if isinstance(v, set) else v for k, v in schedule.items() if v is not None}
 
@@ -68,7 +49,8 @@ async def list_cron(pool: PoolDep, registry: RegistryDep) -> list[CronView]:
     now = datetime.now(UTC).replace(microsecond=0)
     views = []
     for spec in specs:
-        missed, last_missed = _missed(spec.schedule, runs[spec.name].ran_ticks_ms, now)
+        ran_s = frozenset(tick // 1000 for tick in runs[spec.name].ran_ticks_ms)
+        missed, last_missed = cron_ticks.missed(spec.schedule, ran_s, now - MISSED_AFTER)
         views.append(
             CronView(
                 name=spec.name,
