@@ -85,6 +85,7 @@ class PlatformWorker(Worker):
         self._claim_calls = 0
         self._claiming = False  # a claim is on its way: stopping waits for its answer, so no claim is orphaned
         self._cancel_after_claim = False
+        self._exit = False  # main() returns at its next turn
 
     @property
     def worker_id(self) -> str:
@@ -98,7 +99,7 @@ class PlatformWorker(Worker):
         if self._pool is None:
             self._pool = await self._connect()
         self.ctx["redis"] = self.pool
-        self.stopping, self._stop_deadline, self._cancel_after_claim = False, None, False
+        self.stopping, self._stop_deadline, self._cancel_after_claim, self._exit = False, None, False, False
         started = {
             "worker_id": self.worker_id,
             "functions": sorted(self.functions),
@@ -115,7 +116,7 @@ class PlatformWorker(Worker):
                 asyncio.create_task(heartbeat.beat_forever(self.pool, self.info, interval_s, self.counters))
             )
         try:
-            while True:
+            while not self._exit:  # set on stop: a cancel of main() alone can be lost in a wait it interrupts
                 await self._poll_iteration()
                 if self.burst and await self._burst_done():
                     return
@@ -219,7 +220,8 @@ class PlatformWorker(Worker):
         if at_capacity or self.burst or not self.allow_pick_jobs or self.stopping:
             self.slot_freed.clear()
             with suppress(TimeoutError):
-                await asyncio.wait_for(self.slot_freed.wait(), timeout_s)
+                async with asyncio.timeout(timeout_s):  # not wait_for: on 3.11 it can swallow a cancel
+                    await self.slot_freed.wait()
             return
         # BLPOP takes seconds with millisecond resolution; a token means a job was enqueued.
         await self.pool.blpop([keys.wake(self.queue_name)], timeout=max(0.001, round(timeout_s, 3)))  # type: ignore[misc, arg-type]
@@ -441,6 +443,8 @@ class PlatformWorker(Worker):
     def handle_sig(self, signum: Signals) -> None:
         """Stop now: running jobs go back to the queue."""
         self._interrupt_jobs()
+        self._exit = True
+        self.slot_freed.set()
         if self._claiming:
             self._cancel_after_claim = True
         elif self.main_task:
@@ -459,7 +463,8 @@ class PlatformWorker(Worker):
 
     async def _drain_then_stop(self, signal: Signals) -> None:
         with suppress(TimeoutError):
-            await asyncio.wait_for(self._until_idle(), self._job_completion_wait)
+            async with asyncio.timeout(self._job_completion_wait):
+                await self._until_idle()
         self.handle_sig(signal)
 
     async def _until_idle(self) -> None:
