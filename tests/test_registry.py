@@ -4,6 +4,7 @@ marks a function defines its own."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Annotated
 
@@ -11,7 +12,7 @@ import pytest
 from pydantic import Field, ValidationError
 
 from core.context import JobContext
-from core.registry import Registry, UnknownFunction, arguments_model, every
+from core.registry import Registry, UnknownFunction, arguments_model, cron, every, job
 
 
 async def resize_image(ctx: JobContext, url: str, width: Annotated[int, Field(gt=0)], quality: int = 80) -> str:
@@ -160,3 +161,27 @@ def test_cron_job_must_take_only_the_context() -> None:
     assert spec.run_at_startup is True
     assert spec.options.max_tries == 1
     assert "tick" not in registry.jobs
+
+
+def test_a_cron_is_never_registered_as_a_plain_job() -> None:
+    """Marks live on the function: one another registry (or a stacked `@job`) marked as a job must still not
+    become a plain job when registered as a cron; refusing it is fine, dropping its schedule is not."""
+
+    async def tick(ctx: JobContext) -> None:
+        """Marked as a job elsewhere first."""
+
+    Registry().job(tick)
+    registry = Registry()
+    with contextlib.suppress(TypeError, ValueError):
+        registry.cron(second=0)(tick)
+    assert "tick" not in registry.jobs
+
+    @cron(second=0)
+    @job
+    async def both(ctx: JobContext) -> None:
+        """Marked twice."""
+
+    stacked = Registry()
+    with contextlib.suppress(TypeError, ValueError):
+        stacked.add(both)
+    assert "both" not in stacked.jobs
