@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from arq.constants import keep_cronjob_progress
+import arq.worker
 from arq.cron import CronJob
 from arq.worker import Function
 
@@ -58,5 +58,6 @@ def resolve(
             keep_result_forever if function.keep_result_forever is None else function.keep_result_forever
         ),
         policy=policy,
-        keep_lease_s=keep_cronjob_progress if is_cron else None,
+        # Read when the worker is built, not imported: arq's own tests patch it.
+        keep_lease_s=arq.worker.keep_cronjob_progress if is_cron else None,  # type: ignore[attr-defined]
     )

@@ -14,12 +14,13 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from arq.jobs import DeserializationError
 from arq.utils import ms_to_datetime, timestamp_ms
 from arq.worker import JobExecutionFailed, Retry, RetryJob
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
-from core import attempts, cron_runs, keys, wire
+from core import attempts, codec, cron_runs, keys, wire
 from core.codec import ErrorKind, JobError
 from core.dead_letters import DeadLetter
 from core.exact_json import Unencodable, dumps_exact
@@ -149,10 +150,15 @@ class _Runner:
             return self.worker.keep_result_forever or self.worker.keep_result_s > 0
         return runnable.keep_result_forever or runnable.keep_result_s > 0
 
-    def failure_payload(self, error: JobError | BaseException) -> bytes | None:
+    def failure_payload(self, error: JobError, as_arq: BaseException | None = None) -> bytes | None:
+        """The failed result to store: the platform's error under its JSON codec; under arq's own serializer
+        (a worker built from arq's arguments alone), what arq itself stores: `as_arq`, else the error."""
         if not self.keeps_result():
             return None
-        return wire.encode_result(self.header(), False, error, self.worker.job_serializer)
+        stored: BaseException = error
+        if self.worker.job_serializer is not codec.dumps and as_arq is not None:
+            stored = as_arq
+        return wire.encode_result(self.header(), False, stored, self.worker.job_serializer)
 
     def dead_letter(self, error: JobError, reason: str, tries: int, requeueable: bool = True) -> DeadLetter:
         return DeadLetter(
@@ -168,10 +174,10 @@ class _Runner:
             queue=self.worker.queue_name,
         )
 
-    def not_run(self, kind: ErrorKind, message: str, reason: str, *, requeueable: bool, tries: int = 0) -> Try:
+    def not_run(self, kind: ErrorKind, message: str, reason: str, as_arq: BaseException, *, requeueable: bool) -> Try:
         error = JobError.of_kind(kind, message)
-        letter = self.dead_letter(error, reason, tries, requeueable)
-        return self.done(Failed(error, self.failure_payload(error), None, letter))
+        letter = self.dead_letter(error, reason, 0, requeueable)
+        return self.done(Failed(error, self.failure_payload(error, as_arq), None, letter))
 
     async def run(self) -> Try:
         claim = self.claim
@@ -179,20 +185,25 @@ class _Runner:
             return self.done(Requeued())
         if claim.payload is None:
             message = "its payload expired before a worker took it"
-            return self.not_run(ErrorKind.expired, message, "expired", requeueable=False)
+            expired = JobExecutionFailed("job expired")
+            return self.not_run(ErrorKind.expired, message, "expired", expired, requeueable=False)
         try:
             payload = wire.decode_job(claim.payload, self.worker.job_deserializer)
         except wire.UnreadableJob as exc:
-            return self.not_run(ErrorKind.unreadable_payload, str(exc), "unreadable payload", requeueable=False)
+            unreadable = DeserializationError("unable to deserialize job")
+            kind = ErrorKind.unreadable_payload
+            return self.not_run(kind, str(exc), "unreadable payload", unreadable, requeueable=False)
         self.function, self.args, self.kwargs = payload.function, payload.args, payload.kwargs
         self.enqueue_time_ms = payload.enqueue_time_ms
         if claim.aborted:
             error = JobError.of_kind(ErrorKind.aborted, "aborted before it started")
-            return self.done(Aborted(self.failure_payload(error), before_start=True))
+            return self.done(Aborted(self.failure_payload(error, asyncio.CancelledError()), before_start=True))
         runnable = self.runnable = self.worker.runnables.get(payload.function)
         if runnable is None:
             message = f"function {payload.function!r} is not registered on this worker"
-            return self.not_run(ErrorKind.unknown_function, message, "function not registered", requeueable=True)
+            not_found = JobExecutionFailed(f"function {payload.function!r} not found")
+            reason = "function not registered"
+            return self.not_run(ErrorKind.unknown_function, message, reason, not_found, requeueable=True)
         if payload.job_try and payload.job_try > claim.job_try:  # arq's `_job_try`: the enqueuer set the count
             self.claim = claim = replace(claim, job_try=payload.job_try)
             await self.worker.pool.setex(keys.retry(claim.job_id), TRY_COUNTER_TTL_S, str(claim.job_try))
@@ -206,7 +217,7 @@ class _Runner:
         if runnable.policy is None:  # arq's own words and result for a plain arq function
             exc = JobExecutionFailed(f"max {tries} retries exceeded")
             error = JobError(type(exc).__name__, str(exc))
-            return self.done(Failed(error, self.failure_payload(exc), None, None))
+            return self.done(Failed(error, self.failure_payload(error, exc), None, None))
         message = f"its worker stopped while running it; all {tries} tries used"
         error = JobError.of_kind(ErrorKind.worker_lost, message)
         letter = self.dead_letter(error, "max tries exceeded: its worker stopped while running it", tries)
@@ -278,7 +289,7 @@ class _Runner:
             if job_id in worker.aborting_tasks:
                 worker.aborting_tasks.discard(job_id)
                 error = JobError.of_kind(ErrorKind.aborted, "aborted while it ran")
-                return Aborted(self.failure_payload(error), before_start=False)
+                return Aborted(self.failure_payload(error, exc), before_start=False)
             if worker.lost_claims.get(job_id) == self.claim.token:
                 return Lost()
             return Requeued()  # the worker is stopping: the job goes back, its try given back
@@ -293,8 +304,11 @@ class _Runner:
             entry = attempts.attempt(self.claim.job_try, error, self.duration_s, delay_s)
             return Retrying(delay_s, entry, error)
         error = _error_of(exc, runnable.timeout_s)
-        if runnable.policy is None:  # arq: a failure is final and kept as the job's result
-            return Failed(error, self.failure_payload(exc if worker.job_serializer is not None else error), None, None)
+        if runnable.policy is None:  # a plain arq function keeps arq's semantics
+            original = exc.original if isinstance(exc, JobRaisedBaseException) else exc
+            if isinstance(original, asyncio.CancelledError) and worker.retry_jobs:
+                return Retrying(0, None, JobError("CancelledError", "cancelled, will be run again"))
+            return Failed(error, self.failure_payload(error, original), None, None)
         retryable = runnable.policy.should_retry(exc) and not isinstance(exc, InvalidArguments)
         return self.failed(runnable, error, retryable=retryable)
 

@@ -27,6 +27,7 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from core import keys, workers
+from core.logging import configure_logging
 from core.redis import log_redis_in_use, open_worker_pool
 from core.registry import CRON_ATTRIBUTE
 from core.worker import heartbeat, leases
@@ -96,6 +97,8 @@ class PlatformWorker(Worker):
     async def main(self) -> None:
         """Connect, start, then claim and run until stopped (or, in burst mode, until the queue is empty).
         Safe to run again after `close()` (arq's `--watch` does on every reload)."""
+        # One log format for the worker's own events and arq's; the host process's handlers stay where they are.
+        configure_logging(self.platform_settings)
         if self._pool is None:
             self._pool = await self._connect()
         self.ctx["redis"] = self.pool
