@@ -87,7 +87,7 @@ SKIPS: dict[str, str] = {
     "tests/test_worker.py::test_handle_sig": (
         "intended difference: on a signal the platform cancels the jobs' own coroutines (job_tasks), not arq's "
         "run tasks (tasks), so each run still records its outcome; the test asserts tasks[1].cancel() was "
-        f"called, and arq's 'shutdown on SIGINT ◆ ...' log line"
+        "called, and arq's 'shutdown on SIGINT ◆ ...' log line"
     ),
     "tests/test_worker.py::test_handle_no_sig": (
         "intended difference: close() without signal handling cancels the jobs' own coroutines, not arq's run "
