@@ -150,7 +150,9 @@ def arguments_model(function: JobFunction) -> type[BaseModel]:
         default = ... if parameter.default is parameter.empty else parameter.default
         fields[parameter.name] = (hints[parameter.name], default)
     model_name = "".join(part.title() for part in function.__name__.split("_")) + "Arguments"
-    config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # NaN and infinities are refused in float fields, and kept as they are (not turned into null) in `Any` ones,
+    # so the exact JSON encoder of the job's payload sees and refuses them, naming the field.
+    config = ConfigDict(extra="forbid", allow_inf_nan=False, ser_json_inf_nan="constants")
     return create_model(model_name, __config__=config, **fields)
 
 
