@@ -146,6 +146,39 @@ async def test_real_worker_logs_job_lifecycle_as_json(
     assert events["job.succeeded"]["duration_ms"] > 0
 
 
+async def test_real_worker_logs_retries_failure_dead_letter_and_abort(
+    client: httpx.AsyncClient, start_worker_process: StartWorker, worker_log: Path
+) -> None:
+    await start_worker_process()
+    failing = {"function": "fail_then_succeed", "kwargs": {"failures": 99}}
+    failing_id = (await client.post("/v1/jobs", json=failing)).json()["job_id"]
+    running = {"function": "sleep_for", "kwargs": {"seconds": 30}}
+    running_id = (await client.post("/v1/jobs", json=running)).json()["job_id"]
+    assert (await client.get(f"/v1/jobs/{failing_id}/result", params={"wait": 10})).json()["status"] == "failed"
+    assert (await client.delete(f"/v1/jobs/{running_id}")).status_code in (200, 202)
+
+    async def events() -> list[dict[str, Any]]:
+        return [e for e in json_log_lines(worker_log) if e.get("job_id") in (failing_id, running_id)]
+
+    found = await wait_for(events, lambda found: any(e["event"] == "job.aborted" for e in found), timeout=5)
+    failing_events = [(e["event"], e.get("try_")) for e in found if e["job_id"] == failing_id]
+    assert failing_events == [
+        ("job.started", 1),
+        ("job.retrying", 1),
+        ("job.started", 2),
+        ("job.retrying", 2),
+        ("job.started", 3),
+        ("job.failed", 3),
+        ("job.dead", 3),
+    ]
+    by_event = {e["event"]: e for e in found if e["job_id"] == failing_id}
+    assert by_event["job.retrying"]["error"] == "ConnectionError" and by_event["job.retrying"]["retry_in_s"] == 0.6
+    assert (by_event["job.failed"]["kind"], by_event["job.failed"]["error"]) == ("exception", "ConnectionError")
+    assert by_event["job.dead"]["reason"] == "failed 3 of 3 tries"
+    assert all(e.get("function") == "fail_then_succeed" for e in by_event.values())
+    assert [e["event"] for e in found if e["job_id"] == running_id] == ["job.started", "job.aborted"]
+
+
 async def test_real_worker_log_has_one_format_json_only(
     client: httpx.AsyncClient, start_worker_process: StartWorker, worker_log: Path
 ) -> None:
