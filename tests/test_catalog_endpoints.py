@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from arq.connections import ArqRedis
 
+from core import keys
+from core.registry import Registry
+from settings import Settings
+from tests.conftest import build_worker
 from tests.support.waiting import wait_for
 
 PLATFORM_FUNCTIONS = {"send_welcome_email", "process_order", "generate_report"}
@@ -104,3 +110,21 @@ async def test_ready_is_503_without_a_live_worker(client: httpx.AsyncClient) -> 
 async def test_ready_is_200_with_a_live_worker(client: httpx.AsyncClient, running_worker) -> None:
     response = await wait_for(lambda: client.get("/ready"), lambda r: r.status_code == 200, timeout=5)
     assert response.json() == {"status": "ok", "redis": "ok", "workers": 1}
+
+
+async def test_a_worker_built_from_arq_arguments_alone_runs_jobs_but_is_not_listed(
+    client: httpx.AsyncClient, settings: Settings, registry: Registry, redis: ArqRedis
+) -> None:
+    """Only a worker the platform builds (with `ctx["settings"]`, as worker.py does) announces itself."""
+    worker = build_worker(settings, registry, ctx={})
+    task = asyncio.create_task(worker.async_run())
+    try:
+        job_id = (await client.post("/v1/jobs", json={"function": "echo", "kwargs": {"value": 5}})).json()["job_id"]
+        outcome = (await client.get(f"/v1/jobs/{job_id}/result", params={"wait": 5})).json()
+        assert outcome["status"] == "complete" and outcome["result"] == 5
+        assert (await client.get("/v1/workers")).json() == []
+        assert await redis.zcard(keys.WORKERS) == 0
+    finally:
+        worker.handle_sig(2)
+        await asyncio.gather(task, return_exceptions=True)
+        await worker.close()
