@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Iterable
@@ -15,6 +16,10 @@ from core import cron_runs, keys
 from core.context import JobContext
 from core.idempotency import once
 from core.registry import Registry
+from core.worker_config import arq_cron_job
+from settings import Settings
+from tests.conftest import build_worker
+from tests.support.waiting import wait_for
 
 # arq puts every cron tick at .123456 s past its second (next_cron's default); a tick id carries its unix ms.
 TICK_OFFSET_MS = 123
@@ -155,3 +160,29 @@ async def test_missed_ticks_after_days_without_a_worker_answer_quickly(
     assert MISSED_AFTER_S <= time.time() - last_missed.timestamp() < MISSED_AFTER_S + 3  # the latest, not the 200th
     assert 3 * 86_400 - 10 <= view["missed_runs"] <= 3 * 86_400
     assert_missed(view, ran, before, after)
+
+
+async def test_cron_tick_cut_short_by_a_stopping_worker_is_not_shown_as_failed(
+    client: httpx.AsyncClient, settings: Settings, registry: Registry, redis: ArqRedis
+) -> None:
+    async def slow_tick(ctx: JobContext) -> None:
+        """A cron tick that outlasts its worker."""
+        await asyncio.sleep(30)
+
+    registry.cron(second=0, minute=0, hour=0, day=1, month=1)(slow_tick)
+    worker = build_worker(settings, registry, cron_jobs=[arq_cron_job(registry.crons["slow_tick"], settings)])
+    task = asyncio.create_task(worker.async_run())
+    tick_ms = int(time.time() // 60 * 60_000) + 123
+    job_id = keys.cron_tick_job_id("slow_tick", tick_ms)
+    await redis.enqueue_job("slow_tick", _job_id=job_id)
+    try:
+        await wait_for(lambda: client.get(f"/v1/jobs/{job_id}"), lambda r: r.json()["status"] == "in_progress")
+    finally:
+        worker.handle_sig(2)
+        await asyncio.gather(task, return_exceptions=True)
+        await worker.close()
+    assert (await client.get(f"/v1/jobs/{job_id}")).json()["status"] == "queued"  # requeued, runs again
+    crons = {c["name"]: c for c in (await client.get("/v1/cron")).json()}
+    last_run = crons["slow_tick"]["last_run"]
+    assert last_run["job_id"] == job_id
+    assert last_run["status"] != "failed", last_run  # nothing failed: the tick was given back and runs again
