@@ -72,3 +72,8 @@ def once(key: str) -> str:
 
 def once_lock(key: str) -> str:
     return f"{PREFIX}once-lock:{key}"
+
+
+def rate(principal: str, window: int) -> str:
+    """Requests one API key made in one rate-limit window, shared by every API process."""
+    return f"{PREFIX}rate:{principal}:{window}"

@@ -14,8 +14,14 @@ from redis.exceptions import RedisError
 from core.logging import configure_logging
 from core.redis import open_api_pool, redacted
 from core.registry import Registry, load_job_modules
+from service import docs
+from service.auth import AuthMiddleware, AuthMode, auth_mode
+from service.body import BodyGuard
 from service.errors import install_error_handlers
+from service.limits import RateLimiter, WaitSlots
+from service.openapi import install_openapi
 from service.routes import cron, dead, functions, health, jobs, queues, workers
+from service.transport import TransportGuard
 from settings import Settings, load_settings
 
 log = structlog.get_logger("api")
@@ -25,6 +31,20 @@ class State(TypedDict):
     pool: ArqRedis
     registry: Registry
     settings: Settings
+    waits: WaitSlots
+
+
+def _log_auth_mode(settings: Settings) -> None:
+    """Say at start-up who this API will answer."""
+    mode = auth_mode(settings)
+    if mode is AuthMode.keys:
+        log.info("api.auth", mode=mode.value, keys=[entry.name for entry in settings.api_keys])
+        if settings.allow_anonymous:
+            log.warning("api.auth_anonymous_ignored", reason="API_KEYS is set, so every request needs a key")
+    elif mode is AuthMode.loopback:
+        log.info("api.auth", mode=mode.value, note="no API_KEYS: only clients on this host are served")
+    else:
+        log.warning("api.auth", mode=mode.value, note="ALLOW_ANONYMOUS: anyone who reaches the API may use it")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,10 +59,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             await pool.ping()
             log.info("api.started", redis=redacted(settings.redis_url), queue=settings.queue_name)
+            _log_auth_mode(settings)
         except (RedisError, OSError) as exc:
             log.warning("api.redis_unavailable_at_start", redis=redacted(settings.redis_url), error=str(exc))
+            _log_auth_mode(settings)
         try:
-            yield {"pool": pool, "registry": registry, "settings": settings}
+            yield {
+                "pool": pool,
+                "registry": registry,
+                "settings": settings,
+                "waits": WaitSlots(settings.max_waits_per_key),
+            }
         finally:
             await pool.aclose()
             log.info("api.stopped")
@@ -52,8 +79,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Enqueue, schedule and inspect background jobs run by arq workers over Redis.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=lambda route: route.name,
     )
     install_error_handlers(app)
-    for module in (jobs, dead, functions, cron, queues, workers, health):
+    for module in (jobs, dead, functions, cron, queues, workers, health, docs):
         app.include_router(module.router)
+    install_openapi(app, registry)
+    # Outermost last: Host and headers, then who is calling, then the body; routes see only what passed.
+    app.add_middleware(BodyGuard, settings=settings)
+    app.add_middleware(
+        AuthMiddleware,
+        settings=settings,
+        limiter=RateLimiter(settings.rate_limit_per_minute),
+        routes=lambda: app.router.routes,
+    )
+    app.add_middleware(TransportGuard, settings=settings)
     return app

@@ -77,6 +77,20 @@ class BatchAccepted(BaseModel):
     duplicates: list[str] = Field(description="Ids that already existed; those jobs were not enqueued again.")
 
 
+class ProblemView(BaseModel):
+    """One problem with a request: where (`loc`, e.g. `["body", "kwargs", "email"]`), what, and its kind."""
+
+    loc: list[str | int] = Field(description="Where the problem is; empty when it is the request as a whole.")
+    msg: str = Field(description="What is wrong; quotes at most a short prefix of the input.")
+    type: str = Field(description="A stable machine-readable kind, e.g. `missing`, `unauthorized`, `not_found`.")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer (4xx and 5xx) has this one shape."""
+
+    detail: list[ProblemView]
+
+
 class ErrorView(BaseModel):
     type: str
     message: str
