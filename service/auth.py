@@ -17,11 +17,12 @@ from enum import StrEnum
 from typing import Any, Final, TypeVar
 
 from fastapi.routing import iter_route_contexts
+from redis.exceptions import RedisError
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
-from service.errors import error_response
+from service.errors import RETRY_AFTER_S, error_response
 from service.limits import RateLimiter
 from settings import ApiKeyEntry, Settings
 
@@ -186,7 +187,13 @@ class AuthMiddleware:
         if needed != ANY_KEY and needed not in principal.scopes:
             await error_response(403, f"this key lacks the {needed!r} scope", "forbidden")(scope, receive, send)
             return
-        retry_after = await self.limiter.admit(principal.name, scope)
+        try:
+            retry_after = await self.limiter.admit(principal.name, scope)
+        except (RedisError, OSError) as exc:
+            msg = f"Redis is unavailable ({type(exc).__name__}); retry shortly"
+            headers = {"Retry-After": str(RETRY_AFTER_S)}
+            await error_response(503, msg, "redis_unavailable", headers=headers)(scope, receive, send)
+            return
         if retry_after is not None:
             headers = {"Retry-After": str(retry_after)}
             msg = f"rate limit of {self.limiter.per_minute} requests per minute reached; retry in {retry_after} s"

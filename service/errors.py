@@ -70,8 +70,16 @@ def problems_response(status: int, problems: Iterable[dict[str, Any]]) -> JSONRe
 class ApiError(HTTPException):
     """An HTTP error that says where (`loc`) and what kind (`type_`), in the one error shape."""
 
-    def __init__(self, status: int, msg: str, *, loc: Loc = (), type_: str | None = None) -> None:
-        super().__init__(status, msg)
+    def __init__(
+        self,
+        status: int,
+        msg: str,
+        *,
+        loc: Loc = (),
+        type_: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(status, msg, headers=dict(headers) if headers else None)
         self.loc = tuple(loc)
         self.type_ = type_ or _TYPE_OF_STATUS.get(status, "error")
 

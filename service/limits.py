@@ -1,10 +1,10 @@
 """Per-key limits: a request rate shared by every API process through Redis, and a cap on the result
 waits and event streams one key holds open.
 
-The rate is a fixed one-minute window per key in Redis (`INCRBY` on `platform:rate:<key>:<minute>`). To
-keep Redis off the hot path, a process counts locally and adds its count to Redis at most every
-SYNC_INTERVAL_S, and on every request once a key is within NEAR_FRACTION of its limit; so the limit is exact
-near the edge and, across N processes, overshoots by at most what they serve in one interval.
+The rate is a fixed one-minute window per key. Each process leases a share of the window from Redis
+(a Lua script grants at most what is left of the limit) and spends it locally, so Redis is asked once per
+lease instead of once per request, and all processes together never admit more than the limit. A lease is
+1/LEASES_PER_WINDOW of the limit: what a process leased and did not use is lost for that window.
 """
 
 from __future__ import annotations
@@ -15,46 +15,46 @@ import time
 from collections import Counter
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 from arq.connections import ArqRedis
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
 
 from core import keys
 
-log = structlog.get_logger("api")
 WINDOW_S = 60
-SYNC_INTERVAL_S = 0.05
-NEAR_FRACTION = 0.8
+LEASES_PER_WINDOW = 200
 WAIT_RETRY_AFTER_S = 1
 
-_COUNT_SCRIPT = """
-local total = redis.call('INCRBY', KEYS[1], ARGV[1])
-if total == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-return total
+_LEASE_SCRIPT = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local grant = math.min(tonumber(ARGV[1]), tonumber(ARGV[2]) - used)
+if grant <= 0 then return 0 end
+redis.call('INCRBY', KEYS[1], grant)
+if used == 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+return grant
 """
 
 
 @dataclass
 class _Window:
     index: int
-    total: int = 0  # the count in Redis as of the last sync, ours included
-    pending: int = 0  # counted here, not yet added in Redis
-    synced_at: float = -math.inf
-    syncing: bool = False
+    tokens: int = 0  # leased from Redis, not yet spent
+    exhausted: bool = False  # Redis granted nothing: the limit is reached for this window
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class RateLimiter:
-    """Admit or refuse one request of a key; refusals say how many seconds until the window turns."""
+    """Admit or refuse one request of a key; refusals say how many seconds until the window turns.
+
+    A Redis error while leasing propagates: the caller answers 503, as the request itself would."""
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
+        self.lease = max(1, per_minute // LEASES_PER_WINDOW)
         self._windows: dict[str, _Window] = {}
         self._script: AsyncScript | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def admit(self, name: str, scope: MutableMapping[str, Any]) -> int | None:
         """None to admit, else the Retry-After in seconds."""
@@ -62,42 +62,28 @@ class RateLimiter:
             return None
         now = time.time()
         index = int(now // WINDOW_S)
-        retry_after = max(1, math.ceil((index + 1) * WINDOW_S - now))
         window = self._windows.get(name)
         if window is None or window.index != index:
             window = self._windows[name] = _Window(index)
-        if window.total + window.pending >= self.per_minute:
-            return retry_after
-        window.pending += 1
-        near = window.total + window.pending >= self.per_minute * NEAR_FRACTION
-        if window.syncing or not (near or time.monotonic() - window.synced_at >= SYNC_INTERVAL_S):
-            return None
-        pool: ArqRedis | None = scope.get("state", {}).get("pool")
-        if pool is None:
-            return None
-        if not near:  # far from the limit: share the count in the background, never delay the request
-            task = asyncio.create_task(self._sync(pool, name, window))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            return None
-        await self._sync(pool, name, window)
-        return retry_after if window.total > self.per_minute else None
+        if window.tokens <= 0 and not window.exhausted:
+            pool: ArqRedis | None = scope.get("state", {}).get("pool")
+            if pool is None:  # no lifespan (never in production): nothing to share counts through
+                return None
+            async with window.lock:  # one lease at a time; the others wait for it and spend from it
+                if window.tokens <= 0 and not window.exhausted:
+                    granted = await self._lease(pool, name, index)
+                    window.tokens += granted
+                    window.exhausted = granted == 0
+        if window.tokens <= 0:
+            return max(1, math.ceil((index + 1) * WINDOW_S - now))
+        window.tokens -= 1
+        return None
 
-    async def _sync(self, pool: ArqRedis, name: str, window: _Window) -> None:
-        """Add this process's pending count to the key's window in Redis and learn the total."""
-        flush, window.pending, window.syncing = window.pending, 0, True
-        try:
-            if self._script is None:
-                self._script = pool.register_script(_COUNT_SCRIPT)
-            total = int(await self._script(keys=[keys.rate(name, window.index)], args=[flush, WINDOW_S * 2]))
-        except (RedisError, OSError) as exc:  # the request itself meets the outage and answers 503
-            window.pending += flush
-            log.warning("api.rate_limit_unsynced", error=type(exc).__name__)
-        else:
-            window.total = max(window.total, total)
-        finally:
-            window.syncing = False
-            window.synced_at = time.monotonic()
+    async def _lease(self, pool: ArqRedis, name: str, index: int) -> int:
+        if self._script is None:
+            self._script = pool.register_script(_LEASE_SCRIPT)
+        args = [self.lease, self.per_minute, WINDOW_S * 2]
+        return int(await self._script(keys=[keys.rate(name, index)], args=args))
 
 
 class TooManyWaits(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from core.status import JobRecord, JobState
 
 MAX_DEFER_S = 366 * 86_400
+ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})?$")
 
 
 class EnqueueRequest(BaseModel):
@@ -26,12 +28,28 @@ class EnqueueRequest(BaseModel):
         pattern=r"^[A-Za-z0-9_.:@-]+$",
         description="Your own id, to make the enqueue idempotent (409 if it exists).",
     )
-    defer_by: float | None = Field(None, ge=0, le=MAX_DEFER_S, description="Run no earlier than N seconds from now.")
+    defer_by: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_DEFER_S,
+        strict=True,
+        allow_inf_nan=False,
+        description="Run no earlier than N seconds from now.",
+    )
     defer_until: datetime | None = Field(
         None,
+        json_schema_extra={"pattern": ISO_DATETIME.pattern},
         description="Run no earlier than this ISO-8601 time (UTC when no offset), at most 366 days ahead; "
         "a past time (up to 366 days back) means now.",
     )
+
+    @field_validator("defer_until", mode="before")
+    @classmethod
+    def _iso_string(cls, value: object) -> object:
+        """Only an ISO-8601 date and time: pydantic would also read a number as a Unix time, or a bare date."""
+        if value is not None and not (isinstance(value, str) and ISO_DATETIME.match(value)):
+            raise ValueError("must be an ISO-8601 date and time, e.g. 2026-01-31T12:00:00Z")
+        return value
 
     @field_validator("defer_until")
     @classmethod

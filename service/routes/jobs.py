@@ -20,7 +20,7 @@ from core.status import JobFailure, JobRecord, JobState, read_job
 from service.auth import Scope, requires
 from service.deps import PoolDep, PrincipalDep, RegistryDep, SettingsDep, WaitSlotsDep
 from service.errors import ApiError, KwargsInvalid, UnknownFunctionAt
-from service.limits import TooManyWaits
+from service.limits import WAIT_RETRY_AFTER_S, TooManyWaits
 from service.models import BatchAccepted, BatchEnqueueRequest, EnqueueRequest, JobAccepted, JobOutcome, JobView
 from service.strict_json import InputRejected, check_kwargs
 from settings import Settings
@@ -148,7 +148,8 @@ async def get_result(
             with waits.hold(principal.name):
                 record = await _wait_until_finished(pool, settings, job_id, wait_s)
         except TooManyWaits as exc:
-            raise ApiError(429, str(exc), type_="too_many_waits") from None
+            retry = {"Retry-After": str(WAIT_RETRY_AFTER_S)}
+            raise ApiError(429, str(exc), type_="too_many_waits", headers=retry) from None
     if not record.status.finished:
         response.status_code = 202
     return JobOutcome.of(record)
