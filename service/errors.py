@@ -11,9 +11,11 @@ import structlog
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from core.enqueue import DuplicateJob
 from core.registry import UnknownFunction
@@ -107,6 +109,18 @@ def _validation_problems(errors: Iterable[Mapping[str, Any]], prefix: Loc = ()) 
     return [{"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]} for err in errors]
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the path serves; a literal path (`/v1/dead/requeue`) is not also `/v1/dead/{job_id}`."""
+    matching = [
+        route
+        for route in iter_route_contexts(list(request.app.router.routes))
+        if route.matches(request.scope)[0] is not Match.NONE
+    ]
+    literal = [route for route in matching if route.path_format == request.url.path]
+    chosen = literal or [route for route in matching if route.path_format == matching[0].path_format]
+    return sorted({method for route in chosen for method in (route.methods or ())})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -116,7 +130,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         loc = exc.loc if isinstance(exc, ApiError) else ()
         type_ = exc.type_ if isinstance(exc, ApiError) else None
-        return error_response(exc.status_code, str(exc.detail), type_, loc, exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette lists the methods of one route; a path may have several
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return error_response(exc.status_code, str(exc.detail), type_, loc, headers)
 
     @app.exception_handler(UnknownFunction)
     async def unknown_function(request: Request, exc: UnknownFunction) -> JSONResponse:

@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 from core.registry import Registry
 from service.auth import PUBLIC, flat_routes, required_scope
 from service.models import ErrorBody
+from service.strict_json import codec_bounded, json_value_schema
 
 REF = "#/components/schemas/{model}"
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
@@ -74,23 +75,22 @@ def _function_variants(schema: dict[str, Any], registry: Registry) -> None:
     if base is None or not specs:
         return
     _, defs = models_json_schema([(spec.arguments, "validation") for spec in specs], ref_template=REF)
-    components.update(defs.get("$defs", {}))
+    components.update({name: codec_bounded(model) for name, model in defs.get("$defs", {}).items()})
+    components["JsonValue"] = json_value_schema()
     variants = []
     for spec in specs:
         variant = copy.deepcopy(base)
         variant["title"] = f"EnqueueRequest[{spec.name}]"
         variant["properties"]["function"] = {"type": "string", "const": spec.name, "description": spec.description}
         variant["properties"]["kwargs"] = {"$ref": REF.format(model=spec.arguments.__name__)}
+        if any(field.is_required() for field in spec.arguments.model_fields.values()):
+            variant["required"] = sorted({*variant.get("required", []), "kwargs"})
         components[f"EnqueueRequest_{spec.name}"] = variant
         variants.append({"$ref": REF.format(model=f"EnqueueRequest_{spec.name}")})
     components["EnqueueRequest"] = {
         "title": "EnqueueRequest",
         "description": base.get("description", ""),
-        "oneOf": variants,
-        "discriminator": {
-            "propertyName": "function",
-            "mapping": {spec.name: REF.format(model=f"EnqueueRequest_{spec.name}") for spec in specs},
-        },
+        "anyOf": variants,  # `function` is a const in each, so at most one matches
     }
 
 
@@ -128,7 +128,8 @@ def install_openapi(app: FastAPI, registry: Registry) -> None:
                 for code in _codes(route, method, operation):
                     responses[code] = {**_error(code), **responses.get(code, {})}  # a route's own words win
                 for code, answer in responses.items():
-                    if code >= "400" and "content" not in answer:
+                    schema_ref = answer.get("content", {}).get("application/json", {}).get("schema", {})
+                    if code >= "400" and (not schema_ref or "HTTPValidationError" in str(schema_ref)):
                         answer["content"] = {"application/json": {"schema": ERROR_REF}}
         _function_variants(schema, registry)
         app.openapi_schema = schema

@@ -14,10 +14,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import jsonschema_rs
 import orjson
 from pydantic_core import to_jsonable_python
 
-from core.exact_json import Unencodable, dumps_exact, find_unencodable
+from core.exact_json import INT_MAX, INT_MIN, Unencodable, dumps_exact, find_unencodable
 from core.registry import JobSpec
 
 _LONG_DIGITS = re.compile(rb"\d{19}")  # the shortest integer that may not fit in 64 bits
@@ -82,13 +83,87 @@ def deeper_than(value: Any, limit: int) -> Loc | None:
     return None
 
 
+JSON_VALUE_REF = "#/components/schemas/JsonValue"
+
+
+# Any JSON value the codec carries exactly: what an untyped (`Any`) argument, or an unknown key a model
+# ignores, may hold. Integers beyond 64 bits are the one thing JSON has and the codec does not.
+def json_value_schema(ref: str = JSON_VALUE_REF) -> dict[str, Any]:
+    return {
+        "title": "JsonValue",
+        "description": "Any JSON value whose integers fit in 64 bits (-2**63 to 2**64-1).",
+        "anyOf": [
+            {"type": "null"},
+            {"type": "boolean"},
+            {"type": "string"},
+            {"type": "integer", "minimum": INT_MIN, "maximum": INT_MAX},
+            {"type": "number", "not": {"type": "integer"}},
+            {"type": "array", "items": {"$ref": ref}},
+            {"type": "object", "additionalProperties": {"$ref": ref}},
+        ],
+    }
+
+
+_ANNOTATIONS = {"title", "description", "default", "examples", "deprecated"}
+
+
+# email-validator (pydantic's EmailStr) refuses the special-use names (RFC 6761); the schema says so too.
+EMAIL_DOMAIN_PATTERN = r"^(?!.*[.@](arpa|invalid|local|localhost|onion|test)\.?$).*$"
+_SUBSCHEMA = {"additionalProperties", "items", "not", "if", "then", "else", "contains"}
+_SUBSCHEMA_LISTS = {"anyOf", "oneOf", "allOf", "prefixItems"}
+_SUBSCHEMA_MAPS = {"properties", "patternProperties", "$defs"}
+
+
+def codec_bounded(schema: Any, ref: str = JSON_VALUE_REF) -> Any:
+    """A JSON schema that says what the codec carries, so the published schema is the truth: integers
+    within 64 bits, and untyped values (and the unknown keys a model ignores) as JsonValue."""
+    if not isinstance(schema, dict):
+        return schema
+    if set(schema) <= _ANNOTATIONS:  # `Any`: nothing but a title or a description
+        return {**schema, "$ref": ref}
+    bounded = dict(schema)
+    for key, value in schema.items():
+        if key in _SUBSCHEMA:
+            bounded[key] = codec_bounded(value, ref)
+        elif key in _SUBSCHEMA_LISTS and isinstance(value, list):
+            bounded[key] = [codec_bounded(item, ref) for item in value]
+        elif key in _SUBSCHEMA_MAPS and isinstance(value, dict):
+            bounded[key] = {name: codec_bounded(item, ref) for name, item in value.items()}
+    if bounded.get("format") == "email":
+        bounded.setdefault("pattern", EMAIL_DOMAIN_PATTERN)
+    if bounded.get("type") == "integer":
+        bounded.setdefault("minimum", INT_MIN)
+        bounded.setdefault("maximum", INT_MAX)
+    if bounded.get("type") == "object" and bounded.get("additionalProperties", True) is True:
+        bounded["additionalProperties"] = {"$ref": ref}
+    return bounded
+
+
+_VALIDATORS: dict[type, Any] = {}
+
+
+def _published_schema_errors(spec: JobSpec, kwargs: dict[str, Any]) -> Any:
+    """The kwargs against the schema `GET /v1/functions` publishes: pydantic alone would also take `false`
+    for a float, or `"5"` for an int, which the schema (and so every generated client) says is wrong."""
+    validator = _VALIDATORS.get(spec.arguments)
+    if validator is None:
+        schema = codec_bounded(spec.arguments.model_json_schema(), "#/$defs/JsonValue")
+        schema.setdefault("$defs", {})["JsonValue"] = json_value_schema("#/$defs/JsonValue")
+        validator = _VALIDATORS[spec.arguments] = jsonschema_rs.validator_for(schema)
+    return None if validator.is_valid(kwargs) else next(validator.iter_errors(kwargs))
+
+
 def check_kwargs(spec: JobSpec, kwargs: dict[str, Any], loc: Loc, max_bytes: int, max_depth: int) -> None:
     """Raise InputRejected (or pydantic's ValidationError) unless `kwargs` reach the job exactly and
     within the size and depth limits."""
     too_deep = deeper_than(kwargs, max_depth)
     if too_deep is not None:
         raise InputRejected((*loc, *too_deep), f"nested deeper than {max_depth} levels", "too_deep")
-    validated = to_jsonable_python(spec.validate(kwargs), inf_nan_mode="constants")
+    model = spec.validate(kwargs)
+    mismatch = _published_schema_errors(spec, kwargs)
+    if mismatch is not None:
+        raise InputRejected((*loc, *mismatch.instance_path), mismatch.message, "schema_mismatch")
+    validated = to_jsonable_python(model, inf_nan_mode="constants")
     try:
         encoded = dumps_exact(validated)
     except Unencodable as exc:

@@ -17,8 +17,9 @@ from service.models import (
     DeadLetterView,
     Deleted,
     ErrorView,
+    RequeueByFunction,
+    RequeueByIds,
     RequeueOutcome,
-    RequeueRequest,
 )
 
 router = APIRouter(prefix="/v1/dead", tags=["dead letters"])
@@ -61,11 +62,12 @@ async def get_dead(job_id: str, pool: PoolDep) -> DeadLetterView:
 
 
 @router.post("/requeue")
-async def requeue(body: RequeueRequest, pool: PoolDep, settings: SettingsDep) -> RequeueOutcome:
+async def requeue(body: RequeueByIds | RequeueByFunction, pool: PoolDep, settings: SettingsDep) -> RequeueOutcome:
     """Put dead jobs back on the queue under their own ids, with their original kwargs and fresh tries."""
-    job_ids = (
-        body.job_ids if body.job_ids is not None else await dead_letters.ids_of_function(pool, body.function or "")
-    )
+    if isinstance(body, RequeueByIds):
+        job_ids = body.job_ids
+    else:
+        job_ids = await dead_letters.ids_of_function(pool, body.function)
     outcome = RequeueOutcome(requeued=[], not_found=[], not_requeued={})
     for job_id in dict.fromkeys(job_ids):
         result = await dead_letters.requeue(pool, settings.queue_name, job_id)
@@ -91,9 +93,10 @@ async def delete_many(
     function: Annotated[str | None, Query(min_length=1)] = None,
     all: Annotated[bool, Query(description="Delete every dead job.")] = False,
 ) -> Deleted:
-    """Delete every dead job of one function (`?function=`), or all of them (`?all=true`)."""
-    if (function is None) == (not all):
-        raise ApiError(422, "give exactly one of ?function= or ?all=true", loc=("query",), type_="one_selector")
+    """Delete every dead job of one function (`?function=`), or all of them (`?all=true`); with both, `function`
+    narrows `all`. With neither, nothing is deleted: deleting everything takes an explicit `all=true`."""
+    if function is None and not all:
+        return Deleted(deleted=0)
     if function is not None:
         job_ids = await dead_letters.ids_of_function(pool, function)
     else:
