@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-full lint typecheck check bench clean
+.PHONY: install run test test-full lint typecheck check bench clean key redis-acl
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ check: lint typecheck test
 bench: $(STAMP)  ## raw arq vs the platform on its own Redis; writes docs/benchmarks.md (about 5 minutes)
 	$(BIN)/pip install --quiet -e '.[dev,embedded,bench]'
 	BENCH_COMMAND='make bench' $(BIN)/python -m bench.run
+
+key: $(STAMP)  ## mint an API key: make key NAME=billing SCOPES=enqueue,read (prints it once)
+	$(BIN)/python -m service.mint_key --name '$(or $(NAME),$(error give NAME=...))' --scopes '$(or $(SCOPES),enqueue,read)'
+
+redis-acl: $(STAMP)  ## print the least-privilege ACL SETUSER lines for the API and the worker
+	$(BIN)/python -m core.redis_acl
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
