@@ -15,13 +15,12 @@ from core.logging import configure_logging
 from core.redis import open_api_pool, redacted
 from core.registry import Registry, load_job_modules
 from service import docs
-from service.auth import AuthMiddleware, AuthMode, auth_mode
-from service.body import BodyGuard
+from service.auth import AuthMode, auth_mode
 from service.errors import install_error_handlers
+from service.guard import Guard
 from service.limits import RateLimiter, WaitSlots
 from service.openapi import install_openapi
 from service.routes import cron, dead, functions, health, jobs, queues, workers
-from service.transport import TransportGuard
 from settings import Settings, load_settings
 
 log = structlog.get_logger("api")
@@ -87,13 +86,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (jobs, dead, functions, cron, queues, workers, health, docs):
         app.include_router(module.router)
     install_openapi(app, registry)
-    # Outermost last: Host and headers, then who is calling, then the body; routes see only what passed.
-    app.add_middleware(BodyGuard, settings=settings)
-    app.add_middleware(
-        AuthMiddleware,
-        settings=settings,
-        limiter=RateLimiter(settings.rate_limit_per_minute),
-        routes=lambda: app.router.routes,
-    )
-    app.add_middleware(TransportGuard, settings=settings)
+    limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.add_middleware(Guard, settings=settings, limiter=limiter, routes=lambda: app.router.routes)
     return app

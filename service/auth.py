@@ -1,6 +1,6 @@
 """API keys with scopes, checked before anything else reads the request.
 
-Secure by default: the middleware guards every path the app serves, routes added later and mounted apps
+Secure by default: the guard (service/guard.py) checks every path the app serves, routes added later and mounted apps
 included. A route needs `read` for GET/HEAD and `admin` for any other method, unless it declares otherwise
 with `@requires(Scope.enqueue)` or `@public`. A key is only ever held as its SHA-256 and compared in constant
 time; with no keys configured, only loopback clients are served (unless ALLOW_ANONYMOUS).
@@ -18,8 +18,8 @@ from typing import Any, Final, TypeVar
 
 from fastapi.routing import iter_route_contexts
 from redis.exceptions import RedisError
-from starlette.routing import BaseRoute, Match
-from starlette.types import ASGIApp, Receive, Send
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, compile_path
 from starlette.types import Scope as AsgiScope
 
 from service.errors import RETRY_AFTER_S, error_response
@@ -75,16 +75,36 @@ def flat_routes(routes: Iterable[BaseRoute]) -> list[Any]:
     return list(iter_route_contexts(list(routes)))
 
 
-def match_route(routes: Iterable[Any], scope: AsgiScope) -> tuple[Any, bool]:
-    """The route the router will pick for this request, and whether it serves this method."""
-    partial = None
-    for route in routes:
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return route, True
-        if match is Match.PARTIAL and partial is None:
-            partial = route
-    return partial, False
+class RouteTable:
+    """The app's routes as (path regex, methods, route), in routing order: asking Starlette's own
+    `matches` costs about 10 µs a route on the hot path, a compiled regex a fraction of one."""
+
+    def __init__(self, routes: Iterable[BaseRoute]) -> None:
+        self.entries: list[tuple[Any, frozenset[str] | None, Any]] = []
+        for route in flat_routes(routes):
+            path_format = getattr(route, "path_format", None)
+            regex = compile_path(path_format)[0] if isinstance(path_format, str) and route.methods else None
+            self.entries.append((regex, frozenset(route.methods) if regex else None, route))
+
+    def match(self, scope: AsgiScope) -> tuple[Any, bool]:
+        """The route the router will pick for this request, and whether it serves this method."""
+        path, method = scope["path"], scope.get("method", "GET")
+        partial = None
+        for regex, methods, route in self.entries:
+            if regex is not None:
+                if regex.match(path) is None:
+                    continue
+                if methods is not None and method in methods:
+                    return route, True
+                if partial is None:
+                    partial = route
+                continue
+            match, _ = route.matches(scope)  # a mount, or anything else: ask it
+            if match is Match.FULL:
+                return route, True
+            if match is Match.PARTIAL and partial is None:
+                partial = route
+        return partial, False
 
 
 @dataclass(frozen=True)
@@ -157,52 +177,42 @@ def auth_mode(settings: Settings) -> AuthMode:
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
 
 
-class AuthMiddleware:
-    """Authenticate, authorize and rate-limit every request before its body is read."""
+class Authorizer:
+    """Authenticate, authorize and rate-limit a request before its body is read (service/guard.py runs it)."""
 
-    def __init__(self, app: ASGIApp, settings: Settings, limiter: RateLimiter, routes: Callable[[], Any]) -> None:
-        self.app = app
+    def __init__(self, settings: Settings, limiter: RateLimiter, routes: Callable[[], Any]) -> None:
         self.keys = KeyRing(settings.api_keys)
         self.mode = auth_mode(settings)
         self.limiter = limiter
-        self.routes = routes  # the app's routes, flattened on the first request (every route exists by then)
-        self._flat: list[Any] | None = None
+        self.routes = routes  # the app's routes, compiled on the first request (every route exists by then)
+        self._table: RouteTable | None = None
 
-    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        if self._flat is None:
-            self._flat = flat_routes(self.routes())
-        route, _ = match_route(self._flat, scope)
+    async def refusal(self, scope: AsgiScope) -> Response | None:
+        """None to let the request through (its principal in `scope["state"]`), else the answer."""
+        if self._table is None:
+            self._table = RouteTable(self.routes())
+        route, _ = self._table.match(scope)
         needed = required_scope(route, scope.get("method", "GET"))
         if needed == PUBLIC:
-            await self.app(scope, receive, send)
-            return
+            return None
         principal, refusal = self._authenticate(scope)
         if refusal is not None:
-            await refusal(scope, receive, send)
-            return
+            return refusal
         assert principal is not None
         if needed != ANY_KEY and needed not in principal.scopes:
-            await error_response(403, f"this key lacks the {needed!r} scope", "forbidden")(scope, receive, send)
-            return
+            return error_response(403, f"this key lacks the {needed!r} scope", "forbidden")
         try:
             retry_after = await self.limiter.admit(principal.name, scope)
         except (RedisError, OSError) as exc:
             msg = f"Redis is unavailable ({type(exc).__name__}); retry shortly"
-            headers = {"Retry-After": str(RETRY_AFTER_S)}
-            await error_response(503, msg, "redis_unavailable", headers=headers)(scope, receive, send)
-            return
+            return error_response(503, msg, "redis_unavailable", headers={"Retry-After": str(RETRY_AFTER_S)})
         if retry_after is not None:
-            headers = {"Retry-After": str(retry_after)}
             msg = f"rate limit of {self.limiter.per_minute} requests per minute reached; retry in {retry_after} s"
-            await error_response(429, msg, "rate_limited", headers=headers)(scope, receive, send)
-            return
+            return error_response(429, msg, "rate_limited", headers={"Retry-After": str(retry_after)})
         scope.setdefault("state", {})["principal"] = principal
-        await self.app(scope, receive, send)
+        return None
 
-    def _authenticate(self, scope: AsgiScope) -> tuple[Principal | None, Any]:
+    def _authenticate(self, scope: AsgiScope) -> tuple[Principal | None, Response | None]:
         if self.mode is AuthMode.anonymous:
             return ANONYMOUS, None
         if self.mode is AuthMode.loopback:

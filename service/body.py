@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope
 
 from service.errors import error_response
 from service.strict_json import InputRejected, parse_body
@@ -25,17 +26,16 @@ def _is_json(content_type: bytes) -> bool:
     return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
 
 
-class BodyGuard:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
+class BodyReader:
+    """Reads and checks a request's body for service/guard.py; the app then gets it replayed."""
+
+    def __init__(self, settings: Settings) -> None:
         self.max_bytes = settings.max_request_bytes
         self.timeout_s = settings.body_read_timeout_seconds
         self.max_depth = settings.max_kwargs_depth + BODY_DEPTH_OVER_KWARGS
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def read(self, scope: Scope, receive: Receive) -> tuple[Response | None, Receive | None]:
+        """(None, receive for the app) to go on; (answer, None) to refuse; (None, None): the client left."""
         length: int | None = None
         chunked = False
         content_type = b""
@@ -47,33 +47,45 @@ class BodyGuard:
             elif name == b"content-type":
                 content_type = value
         if not chunked and not length:  # no body: nothing to guard
-            await self.app(scope, receive, send)
-            return
+            return None, receive
         if length is not None and length > self.max_bytes:
-            await self._refuse(scope, receive, send, 413, f"the body is over the {self.max_bytes}-byte limit")
-            return
+            return self._too_large(), None
         if not _is_json(content_type):
             msg = "the body must be JSON, sent as `Content-Type: application/json`"
-            await self._refuse(scope, receive, send, 415, msg)
-            return
+            return error_response(415, msg, headers=CLOSE), None
+        # A bare timer, not asyncio.timeout(): this runs on every request with a body, and the context
+        # manager's bookkeeping cost more than the rest of this reader.
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(self.timeout_s, expire)
         try:
-            async with asyncio.timeout(self.timeout_s):
-                body = await self._read(receive)
-        except TimeoutError:
-            msg = f"the body did not arrive within {self.timeout_s:g} s"
-            await self._refuse(scope, receive, send, 408, msg)
-            return
+            body = await self._read(receive)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            task.uncancel()
+            return error_response(408, f"the body did not arrive within {self.timeout_s:g} s", headers=CLOSE), None
         except ClientGone:
-            return
+            return None, None
+        finally:
+            timer.cancel()
         if body is None:
-            await self._refuse(scope, receive, send, 413, f"the body is over the {self.max_bytes}-byte limit")
-            return
+            return self._too_large(), None
         try:
             parse_body(body, self.max_depth)
         except InputRejected as exc:
-            await error_response(422, exc.msg, exc.type_, exc.loc)(scope, receive, send)
-            return
-        await self.app(scope, _replay(body, receive), send)
+            return error_response(422, exc.msg, exc.type_, exc.loc), None
+        return None, _replay(body, receive)
+
+    def _too_large(self) -> Response:
+        return error_response(413, f"the body is over the {self.max_bytes}-byte limit", headers=CLOSE)
 
     async def _read(self, receive: Receive) -> bytes | None:
         """The whole body, or None as soon as it grows past the limit."""
@@ -90,10 +102,6 @@ class BodyGuard:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
-
-    @staticmethod
-    async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, msg: str) -> None:
-        await error_response(status, msg, headers=CLOSE)(scope, receive, send)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -16,7 +16,6 @@ from typing import Any
 
 import jsonschema_rs
 import orjson
-from pydantic_core import to_jsonable_python
 
 from core.exact_json import INT_MAX, INT_MIN, Unencodable, dumps_exact, find_unencodable
 from core.registry import JobSpec
@@ -155,17 +154,21 @@ def _published_schema_errors(spec: JobSpec, kwargs: dict[str, Any]) -> Any:
 
 def check_kwargs(spec: JobSpec, kwargs: dict[str, Any], loc: Loc, max_bytes: int, max_depth: int) -> None:
     """Raise InputRejected (or pydantic's ValidationError) unless `kwargs` reach the job exactly and
-    within the size and depth limits."""
+    within the size and depth limits.
+
+    The kwargs come from a strictly parsed body, so they are exact as sent; held to the published schema,
+    which types every argument, no validator gets a string to turn into NaN or a huge integer either. So the
+    common case is one schema check and one encoding, and pydantic runs here only to explain a refusal.
+    """
     too_deep = deeper_than(kwargs, max_depth)
     if too_deep is not None:
         raise InputRejected((*loc, *too_deep), f"nested deeper than {max_depth} levels", "too_deep")
-    model = spec.validate(kwargs)
     mismatch = _published_schema_errors(spec, kwargs)
     if mismatch is not None:
+        spec.validate(kwargs)  # pydantic's words for what is wrong, when it sees it too
         raise InputRejected((*loc, *mismatch.instance_path), mismatch.message, "schema_mismatch")
-    validated = to_jsonable_python(model, inf_nan_mode="constants")
     try:
-        encoded = dumps_exact(validated)
+        encoded = dumps_exact(kwargs)
     except Unencodable as exc:
         raise InputRejected((*loc, *exc.loc), exc.reason, "value_not_exact") from None
     if len(encoded) > max_bytes:
