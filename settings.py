@@ -35,6 +35,7 @@ class Settings(BaseSettings):
 
     redis_url: str = Field(
         "redis://localhost:6379/0",
+        repr=False,  # it may hold a password; logs show core.redis.redacted(url)
         description="Redis to use; `rediss://` for TLS, `redis://:password@host:port/db` for auth.",
     )
     queue_name: str = Field("arq:queue", min_length=1, description="The arq queue (a Redis sorted set).")

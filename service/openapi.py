@@ -94,6 +94,25 @@ def _function_variants(schema: dict[str, Any], registry: Registry) -> None:
     }
 
 
+# `DELETE /v1/dead` needs `function` or `all=true`: two optional parameters cannot say so, one exploded
+# object parameter (the same query string on the wire) can.
+DEAD_SELECTOR = {
+    "name": "selector",
+    "in": "query",
+    "required": True,
+    "style": "form",
+    "explode": True,
+    "description": "`function=<name>` (every dead job of one function), or `all=true` (every dead job); "
+    "with both, `function` narrows.",
+    "schema": {
+        "type": "object",
+        "properties": {"function": {"type": "string", "minLength": 1}, "all": {"type": "boolean"}},
+        "additionalProperties": False,
+        "anyOf": [{"required": ["function"]}, {"required": ["all"], "properties": {"all": {"const": True}}}],
+    },
+}
+
+
 def install_openapi(app: FastAPI, registry: Registry) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
@@ -132,6 +151,9 @@ def install_openapi(app: FastAPI, registry: Registry) -> None:
                     if code >= "400" and (not schema_ref or "HTTPValidationError" in str(schema_ref)):
                         answer["content"] = {"application/json": {"schema": ERROR_REF}}
         _function_variants(schema, registry)
+        delete_dead = schema["paths"].get("/v1/dead", {}).get("delete")
+        if delete_dead is not None:
+            delete_dead["parameters"] = [DEAD_SELECTOR]
         app.openapi_schema = schema
         return schema
 

@@ -148,13 +148,14 @@ async def test_bad_paging_is_422(client: httpx.AsyncClient) -> None:
         assert isinstance(response.json()["detail"], list)
 
 
-async def test_delete_dead_without_a_selector_deletes_nothing(client: httpx.AsyncClient, redis: ArqRedis) -> None:
-    await redis.set("platform:dead:kept", b"{}")
+async def test_delete_dead_without_a_selector_is_422_with_a_list_detail(client: httpx.AsyncClient) -> None:
     for params in ({}, {"all": "false"}):
         response = await client.delete("/v1/dead", params=params)
-        assert response.status_code == 200
-        assert response.json() == {"deleted": 0}
-    assert await redis.exists("platform:dead:kept")
+        assert response.status_code == 422
+        [problem] = response.json()["detail"]
+        assert problem["loc"] == ["query"] and problem["type"] == "selector_missing"
+    narrowed = await client.delete("/v1/dead", params={"function": "echo", "all": "true"})
+    assert narrowed.status_code == 200 and narrowed.json() == {"deleted": 0}
 
 
 async def test_accepted_values_reach_the_job_exactly(client: httpx.AsyncClient, run_burst_worker) -> None:

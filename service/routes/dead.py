@@ -94,9 +94,9 @@ async def delete_many(
     all: Annotated[bool, Query(description="Delete every dead job.")] = False,
 ) -> Deleted:
     """Delete every dead job of one function (`?function=`), or all of them (`?all=true`); with both, `function`
-    narrows `all`. With neither, nothing is deleted: deleting everything takes an explicit `all=true`."""
+    narrows `all`. Neither is a 422: deleting everything takes an explicit `all=true`."""
     if function is None and not all:
-        return Deleted(deleted=0)
+        raise ApiError(422, "give ?function= or ?all=true", loc=("query",), type_="selector_missing")
     if function is not None:
         job_ids = await dead_letters.ids_of_function(pool, function)
     else:
