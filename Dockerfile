@@ -22,4 +22,5 @@ RUN pip install --no-deps . && pip check && rm -rf build *.egg-info
 
 USER app
 EXPOSE 8000
-CMD ["uvicorn", "service.main:app", "--host", "0.0.0.0", "--port", "8000"]
+ENV API_HOST=0.0.0.0 API_PORT=8000
+CMD ["python", "-m", "service.server"]

@@ -9,7 +9,8 @@ ARQ_VENV := .venv-arq
 ARQ_STAMP := $(ARQ_VENV)/.installed
 DATA_DIR ?= .data
 
-.PHONY: help install run api worker check-worker test test-arq test-full lint typecheck check bench clean clean-data
+.PHONY: help install run api worker check-worker test test-arq test-full lint typecheck check bench clean clean-data \
+	key redis-acl
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/:.*## /\t/'
@@ -63,6 +64,12 @@ check: lint typecheck test  ## lint, typecheck and test: what CI runs
 bench: $(STAMP)  ## raw arq vs the platform on its own Redis; writes docs/benchmarks.md (about 5 minutes)
 	$(BIN)/pip install --quiet -e '.[dev,embedded,bench]'
 	BENCH_COMMAND='make bench' $(BIN)/python -m bench.run
+
+key: $(STAMP)  ## mint an API key: make key NAME=billing SCOPES=enqueue,read (prints it once)
+	$(BIN)/python -m service.mint_key --name '$(or $(NAME),$(error give NAME=...))' --scopes '$(or $(SCOPES),enqueue,read)'
+
+redis-acl: $(STAMP)  ## print the least-privilege ACL SETUSER lines for the API and the worker
+	$(BIN)/python -m core.redis_acl
 
 clean:  ## remove the virtualenvs and tool caches (keeps the data of make run's Redis)
 	rm -rf $(VENV) $(ARQ_VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -7,12 +7,26 @@ the codec limits or the Redis they talk to.
 from __future__ import annotations
 
 import importlib
+import re
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
 from arq.connections import RedisSettings
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SCOPES = ("enqueue", "read", "admin")
+LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "::1"]
+
+
+class ApiKeyEntry(BaseModel):
+    """One entry of `API_KEYS`: the key itself is never stored, only its SHA-256."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    scopes: tuple[Literal["enqueue", "read", "admin"], ...] = Field(min_length=1)
 
 
 class Settings(BaseSettings):
@@ -22,6 +36,7 @@ class Settings(BaseSettings):
 
     redis_url: str = Field(
         "redis://localhost:6379/0",
+        repr=False,  # it may hold a password; logs show core.redis.redacted(url)
         description="Redis to use; `rediss://` for TLS, `redis://:password@host:port/db` for auth.",
     )
     queue_name: str = Field("arq:queue", min_length=1, description="The arq queue (a Redis sorted set).")
@@ -97,6 +112,38 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="Address `make run` serves the API on.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port `make run` serves the API on.")
 
+    # Security (docs/security.md)
+    api_keys: list[ApiKeyEntry] = Field(
+        default_factory=list,
+        description='JSON list of `{"name", "sha256", "scopes"}`; `make key` mints one. Empty: loopback clients '
+        "only, unless ALLOW_ANONYMOUS.",
+    )
+    allow_anonymous: bool = Field(
+        False, description="With no API_KEYS, serve every client without a key (not only loopback ones)."
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(LOOPBACK_HOSTS),
+        description="Comma-separated names the `Host` header may carry (port ignored); `*` allows any.",
+    )
+    max_request_bytes: int = Field(1 << 20, ge=1024, description="Largest request body; bigger is 413.")
+    max_kwargs_bytes: int = Field(64 << 10, ge=64, description="Largest job kwargs, as JSON; bigger is 422.")
+    max_kwargs_depth: int = Field(32, ge=1, le=100, description="Deepest nesting of job kwargs; deeper is 422.")
+    header_read_timeout_seconds: float = Field(
+        10, gt=0, description="Time a client has to send a request's headers (`python -m service.server`)."
+    )
+    body_read_timeout_seconds: float = Field(10, gt=0, description="Time a client has to send a request body; 408.")
+    rate_limit_per_minute: int = Field(
+        60_000, ge=0, description="Requests per key per minute, shared by every API process through Redis; 0: off."
+    )
+    max_waits_per_key: int = Field(
+        32, ge=1, description="Result waits (`?wait=`) and event streams one key may hold open per API process."
+    )
+    redis_username: str | None = Field(None, description="Redis ACL user; overrides one given in REDIS_URL.")
+    redis_password: SecretStr | None = Field(None, description="Redis password; overrides one given in REDIS_URL.")
+    redis_ca_file: str | None = Field(
+        None, description="CA bundle to verify a `rediss://` server with (hostname checking stays on)."
+    )
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url_scheme(cls, value: str) -> str:
@@ -106,6 +153,22 @@ class Settings(BaseSettings):
             RedisSettings.from_dsn(value)
         except Exception as exc:
             raise ValueError(f"not a valid Redis URL ({exc})") from None
+        return value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in re.split(r"[,\s]+", value) if part.strip()]
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _unique_keys(cls, value: list[ApiKeyEntry]) -> list[ApiKeyEntry]:
+        names = [entry.name for entry in value]
+        digests = [entry.sha256.lower() for entry in value]
+        if len(set(names)) != len(names) or len(set(digests)) != len(digests):
+            raise ValueError("each key needs its own name and its own sha256")
         return value
 
     @field_validator("log_level", mode="before")

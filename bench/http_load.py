@@ -52,11 +52,12 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def _raw_client(url: str, body: bytes, tally: Tally) -> None:
+async def _raw_client(url: str, body: bytes, tally: Tally, headers: tuple[str, ...] = ()) -> None:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    extra = "".join(f"{header}\r\n" for header in headers)
     request = (
-        f"POST {parts.path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"POST {parts.path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n{extra}"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     async with asyncio.timeout(IO_TIMEOUT_S):
@@ -71,8 +72,9 @@ async def _raw_client(url: str, body: bytes, tally: Tally) -> None:
         writer.close()
 
 
-async def _run_raw(url: str, body: bytes, concurrency: int, tally: Tally) -> None:
-    results = await asyncio.gather(*(_raw_client(url, body, tally) for _ in range(concurrency)), return_exceptions=True)
+async def _run_raw(url: str, body: bytes, concurrency: int, tally: Tally, headers: tuple[str, ...] = ()) -> None:
+    clients = (_raw_client(url, body, tally, headers) for _ in range(concurrency))
+    results = await asyncio.gather(*clients, return_exceptions=True)
     tally.errors += sum(isinstance(r, BaseException) for r in results)
 
 
@@ -100,12 +102,21 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 
 async def measure(
-    url: str, body: bytes, client: str, concurrency: int, duration_s: float, warmup_s: float
+    url: str,
+    body: bytes,
+    client: str,
+    concurrency: int,
+    duration_s: float,
+    warmup_s: float,
+    headers: tuple[str, ...] = (),
 ) -> dict[str, object]:
     started = time.perf_counter()
     tally = Tally(measure_from=started + warmup_s, stop_at=started + warmup_s + duration_s)
-    runner: Callable[[str, bytes, int, Tally], Awaitable[None]] = _run_raw if client == "raw" else _run_httpx
-    await runner(url, body, concurrency, tally)
+    if client == "raw":
+        await _run_raw(url, body, concurrency, tally, headers)
+    else:
+        runner: Callable[[str, bytes, int, Tally], Awaitable[None]] = _run_httpx
+        await runner(url, body, concurrency, tally)
     latencies = sorted(tally.latencies)
     return {
         "client": client,
@@ -129,8 +140,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--header", action="append", default=[], help="extra `Name: value` header (raw client)")
     args = parser.parse_args()
-    coroutine = measure(args.url, args.body.encode(), args.client, args.concurrency, args.duration, args.warmup)
+    coroutine = measure(
+        args.url, args.body.encode(), args.client, args.concurrency, args.duration, args.warmup, tuple(args.header)
+    )
     try:
         import uvloop
 

@@ -105,3 +105,8 @@ def child_job_id(job_id: str) -> str:
 
 def is_platform_job_id(job_id: str) -> bool:
     return job_id.startswith(PLATFORM_JOB_ID_PREFIX)
+
+
+def rate(principal: str, window: int) -> str:
+    """Requests one API key made in one rate-limit window, shared by every API process."""
+    return f"{PREFIX}rate:{principal}:{window}"

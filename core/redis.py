@@ -11,7 +11,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 import structlog
 from arq.connections import ArqRedis, RedisSettings
@@ -47,11 +47,34 @@ def _platform_redis(connections: ConnectionPool, settings: Settings) -> ArqRedis
     )
 
 
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """ACL credentials and TLS options from settings, for redis-py's `from_url` (the URL's own win there).
+
+    `rediss://` always verifies the server's certificate and its hostname (redis-py checks no hostname
+    unless asked), against REDIS_CA_FILE when given, else the system's CAs.
+    """
+    options: dict[str, Any] = {}
+    if settings.redis_username:
+        options["username"] = settings.redis_username
+    if settings.redis_password is not None:
+        options["password"] = settings.redis_password.get_secret_value()
+    if urlparse(settings.redis_url).scheme == "rediss":
+        options.update(ssl_cert_reqs="required", ssl_check_hostname=True, ssl_ca_certs=settings.redis_ca_file)
+    return options
+
+
 def check_redis_settings(settings: Settings) -> RedisSettings:
     """For `arq --check worker.WorkerSettings`: plain settings, so a health check never waits for Redis."""
     redis_settings = RedisSettings.from_dsn(settings.redis_url)
     redis_settings.conn_timeout = max(1, int(settings.redis_timeout_seconds))
     redis_settings.conn_retries = 0
+    options = connection_options(settings)
+    redis_settings.username = redis_settings.username or options.get("username")
+    redis_settings.password = redis_settings.password or options.get("password")
+    if redis_settings.ssl:
+        redis_settings.ssl_cert_reqs = "required"
+        redis_settings.ssl_check_hostname = True
+        redis_settings.ssl_ca_certs = settings.redis_ca_file
     return redis_settings
 
 
@@ -83,6 +106,7 @@ def open_worker_pool(settings: Settings) -> ArqRedis:
         socket_keepalive_options=_KEEPALIVE_PROBES,
         retry=LoggedRetry(ExponentialBackoff(cap=2.0, base=0.05), retries=-1),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        **connection_options(settings),
     )
     return _platform_redis(connections, settings)
 
@@ -133,17 +157,35 @@ def open_api_pool(settings: Settings) -> ArqRedis:
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
         retry_on_error=[RedisConnectionError],
         health_check_interval=15,
+        **connection_options(settings),
     )
     return _platform_redis(connections, settings)
 
 
+_SECRET_PARAMS = {"password", "pass", "pwd", "auth", "token", "secret"}
+
+
 def redacted(url: str) -> str:
-    """The Redis URL with any password hidden, for logs."""
-    parts = urlparse(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunparse(parts._replace(netloc=netloc))
+    """The Redis URL with every form of a secret hidden, for logs and messages: the userinfo password
+    (`redis://user:pw@host`, `redis://:pw@host`, `redis://pw@host`, which redis-py also reads as a
+    password) and query parameters such as `?password=`. A URL that does not parse is hidden whole."""
+    try:
+        parts = urlparse(url)
+        _, at, hostport = parts.netloc.rpartition("@")
+        netloc = parts.netloc
+        if at:
+            username = parts.username if parts.password is not None else None
+            netloc = f"{username or ''}:***@{hostport}" if username else f":***@{hostport}"
+        query = [
+            (name, "***" if name.lower() in _SECRET_PARAMS else value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        rebuilt = urlunparse(parts._replace(netloc=netloc, query=urlencode(query, safe="*")))
+        if url.startswith(f"{parts.scheme}://") and not rebuilt.startswith(f"{parts.scheme}://"):
+            rebuilt = f"{parts.scheme}://" + rebuilt[len(parts.scheme) + 1 :]  # keep `unix:///path` as given
+        return rebuilt
+    except ValueError:
+        return "<unparseable Redis URL, hidden>"
 
 
 async def persistence(redis: Redis) -> str:

@@ -74,8 +74,8 @@ def _kwargs(data: dict[str, Any] | None) -> dict[str, Any]:
 def _from_result(job_id: str, raw: bytes, progress: Progress | None) -> JobRecord:
     data = wire.decode_result(raw)
     if data is None:
-        kind = ErrorKind.unreadable_payload
-        failure = JobFailure(codec.KIND_TYPES[kind], "the stored result is not valid JSON", kind)
+        unreadable = ErrorKind.unreadable_payload
+        failure = JobFailure(codec.KIND_TYPES[unreadable], "the stored result is not valid JSON", unreadable)
         return JobRecord(job_id, None, {}, JobState.failed, 0, error=failure, progress=progress)
     outcome = data.get("r")
     if data.get("s") is True:

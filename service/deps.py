@@ -9,6 +9,8 @@ from arq.connections import ArqRedis
 from fastapi import Depends, Request
 
 from core.registry import Registry
+from service.auth import ANONYMOUS, Principal
+from service.limits import WaitSlots
 from settings import Settings
 
 
@@ -24,6 +26,17 @@ async def get_settings(request: Request) -> Settings:
     return cast(Settings, request.state.settings)
 
 
+async def get_waits(request: Request) -> WaitSlots:
+    return cast(WaitSlots, request.state.waits)
+
+
+async def get_principal(request: Request) -> Principal:
+    """Who is calling, as the auth middleware found; anonymous on public routes."""
+    return cast(Principal, getattr(request.state, "principal", ANONYMOUS))
+
+
 PoolDep = Annotated[ArqRedis, Depends(get_pool)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+WaitSlotsDep = Annotated[WaitSlots, Depends(get_waits)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,16 +1,21 @@
-"""Errors as precise JSON answers: bad input is a 4xx naming the field, a Redis that is lost, full
-(OOM under `noeviction`) or read-only (after a failover) is a 503 with Retry-After, and nothing ever
-returns a traceback."""
+"""Errors as precise JSON answers in one shape, `{"detail": [{"loc", "msg", "type"}]}`: bad input is a 4xx
+naming the field, a Redis that is lost, full (OOM under `noeviction`) or read-only (after a failover) is a
+503 with Retry-After, and nothing ever returns a traceback or echoes a large piece of the input."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import ValidationError
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from core.enqueue import DuplicateJob
 from core.exact_json import Unencodable
@@ -18,6 +23,68 @@ from core.registry import UnknownFunction
 
 log = structlog.get_logger("api")
 RETRY_AFTER_S = 2
+MAX_PROBLEMS = 20  # a batch of 1,000 bad jobs answers with the first 20, not 400 KB
+MAX_MSG_CHARS = 240
+MAX_LOC_CHARS = 64  # a key in `loc` comes from the client: quote only its start
+Loc = Sequence[str | int]
+
+_TYPE_OF_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+def short(text: str, limit: int) -> str:
+    """At most `limit` characters of `text`, marked when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def problem(loc: Loc, msg: str, type_: str) -> dict[str, Any]:
+    return {
+        "loc": [part if isinstance(part, int) else short(str(part), MAX_LOC_CHARS) for part in loc],
+        "msg": short(msg, MAX_MSG_CHARS),
+        "type": type_,
+    }
+
+
+def error_response(
+    status: int, msg: str, type_: str | None = None, loc: Loc = (), headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The one error shape, for handlers and for the ASGI middlewares that answer before routing."""
+    body = {"detail": [problem(loc, msg, type_ or _TYPE_OF_STATUS.get(status, "error"))]}
+    return JSONResponse(body, status, headers=dict(headers) if headers else None)
+
+
+def problems_response(status: int, problems: Iterable[dict[str, Any]]) -> JSONResponse:
+    listed = [problem(p.get("loc", ()), str(p.get("msg", "")), str(p.get("type", "invalid"))) for p in problems]
+    return JSONResponse({"detail": listed[:MAX_PROBLEMS]}, status)
+
+
+class ApiError(HTTPException):
+    """An HTTP error that says where (`loc`) and what kind (`type_`), in the one error shape."""
+
+    def __init__(
+        self,
+        status: int,
+        msg: str,
+        *,
+        loc: Loc = (),
+        type_: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(status, msg, headers=dict(headers) if headers else None)
+        self.loc = tuple(loc)
+        self.type_ = type_ or _TYPE_OF_STATUS.get(status, "error")
 
 
 def kwargs_errors(
@@ -57,37 +124,64 @@ class UnknownFunctionAt(Exception):
         self.loc = loc
 
 
-def _detail(loc: list[Any], msg: str, type_: str) -> list[dict[str, Any]]:
-    return [{"loc": loc, "msg": msg, "type": type_}]
+def _validation_problems(errors: Iterable[Mapping[str, Any]], prefix: Loc = ()) -> list[dict[str, Any]]:
+    """pydantic's errors without `input`, `ctx` or `url`: those can echo megabytes, or hold NaN."""
+    return [{"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]} for err in errors]
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the path serves; a literal path (`/v1/dead/requeue`) is not also `/v1/dead/{job_id}`."""
+    matching = [
+        route
+        for route in iter_route_contexts(list(request.app.router.routes))
+        if route.matches(request.scope)[0] is not Match.NONE
+    ]
+    literal = [route for route in matching if route.path_format == request.url.path]
+    chosen = literal or [route for route in matching if route.path_format == matching[0].path_format]
+    return sorted({method for route in chosen for method in (route.methods or ())})
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problems_response(422, _validation_problems(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        loc = exc.loc if isinstance(exc, ApiError) else ()
+        type_ = exc.type_ if isinstance(exc, ApiError) else None
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette lists the methods of one route; a path may have several
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return error_response(exc.status_code, str(exc.detail), type_, loc, headers)
+
     @app.exception_handler(UnknownFunction)
     async def unknown_function(request: Request, exc: UnknownFunction) -> JSONResponse:
-        return JSONResponse({"detail": _detail(["body", "function"], str(exc), "unknown_function")}, 422)
+        return error_response(422, str(exc), "unknown_function", ["body", "function"])
 
     @app.exception_handler(UnknownFunctionAt)
     async def unknown_function_at(request: Request, exc: UnknownFunctionAt) -> JSONResponse:
-        return JSONResponse({"detail": _detail([*exc.loc, "function"], str(exc), "unknown_function")}, 422)
+        return error_response(422, str(exc), "unknown_function", [*exc.loc, "function"])
 
     @app.exception_handler(KwargsInvalid)
     async def kwargs_invalid(request: Request, exc: KwargsInvalid) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, 422)
+        return problems_response(422, exc.detail)
 
     @app.exception_handler(DuplicateJob)
     async def duplicate_job(request: Request, exc: DuplicateJob) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, 409)
+        return error_response(409, str(exc), "duplicate_job", ["body", "job_id"])
 
     @app.exception_handler(RedisError)
     async def redis_unavailable(request: Request, exc: RedisError) -> JSONResponse:
         log.warning("api.redis_unavailable", path=request.url.path, error=type(exc).__name__, message=str(exc))
-        return JSONResponse(
-            {"detail": f"Redis is unavailable ({type(exc).__name__}); retry shortly"},
+        return error_response(
             503,
+            f"Redis is unavailable ({type(exc).__name__}); retry shortly",
+            "redis_unavailable",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("api.unexpected_error", path=request.url.path)
-        return JSONResponse({"detail": "internal error; see the API logs"}, 500)
+        return error_response(500, "internal error; see the API logs", "internal_error")

@@ -1,7 +1,8 @@
 """ASGI entry point: `uvicorn service.main:app`.
 
-`python -m service.main` (what `make run` runs) serves the same app on API_HOST:API_PORT, logs
-`api.listening` only once the socket is bound, and exits 0 when asked to stop.
+`python -m service.main` (what `make run`, the compose file and the image run; `python -m service.server` is the
+same) serves the same app on API_HOST:API_PORT with the hardened server config (service/server.py: no `server`
+header, a header-read timeout), logs `api.listening` only once the socket is bound, and exits 0 when asked to stop.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from service.app import create_app
+from service.server import config as hardened_config
 from settings import Settings, check_job_modules, load_settings
 
 log = structlog.get_logger("api")
@@ -42,7 +44,7 @@ def serve(app: FastAPI, settings: Settings) -> int:
     # were asked for is a normal exit, so these handlers take that second delivery and do nothing.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _signum, _frame: None)
-    server = Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None))
+    server = Server(hardened_config(settings, app=app))
     server.run()
     return 0 if server.started else 1
 
@@ -52,7 +54,18 @@ def main() -> int:
     return serve(checked_app(settings), settings)
 
 
+_app: FastAPI | None = None
+
+
+def __getattr__(name: str) -> FastAPI:
+    """`service.main:app`, built on first use (so `python -m service.server` does not build it twice)."""
+    global _app
+    if name != "app":
+        raise AttributeError(name)
+    if _app is None:
+        _app = checked_app(load_settings())
+    return _app
+
+
 if __name__ == "__main__":
     sys.exit(main())
-else:
-    app = checked_app(load_settings())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,12 +15,28 @@ from core.progress import Progress
 from core.status import JobFailure, JobRecord, JobState
 
 MAX_DEFER_S = 366 * 86_400
+# ISO-8601 date and time, years 1970 to 2999, as a pattern the OpenAPI document publishes and the API
+# enforces; the offset is optional (UTC when absent). February 29 is left out: not every year has one.
+ISO_DATETIME = re.compile(
+    r"^(19[7-9]\d|2\d{3})-"
+    r"((0[13578]|1[02])-(0[1-9]|[12]\d|3[01])|(0[469]|11)-(0[1-9]|[12]\d|30)|02-(0[1-9]|1\d|2[0-8]))"
+    r"[Tt ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?"
+    r"([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)?$"
+)
+
+
+def _date_time_pattern(schema: dict[str, Any]) -> None:
+    """The pattern says it all (and more exactly than `format: date-time`, which demands an offset)."""
+    for option in schema.get("anyOf", [schema]):
+        if option.get("type") == "string":
+            option.pop("format", None)
+            option["pattern"] = ISO_DATETIME.pattern
 
 
 class EnqueueRequest(BaseModel):
     """A job to run: a registered function and its keyword arguments, now or later."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"not": {"required": ["defer_by", "defer_until"]}})
 
     function: str = Field(min_length=1, description="A name from `GET /v1/functions`.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Arguments, validated against the signature.")
@@ -31,11 +48,19 @@ class EnqueueRequest(BaseModel):
         description="Your own id, to make the enqueue idempotent (409 if it exists). Ids starting with `platform:` "
         "are the platform's own (cron ticks, fan-out children) and refused.",
     )
-    defer_by: float | None = Field(None, ge=0, le=MAX_DEFER_S, description="Run no earlier than N seconds from now.")
+    defer_by: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_DEFER_S,
+        strict=True,
+        allow_inf_nan=False,
+        description="Run no earlier than N seconds from now.",
+    )
     defer_until: datetime | None = Field(
         None,
-        description="Run no earlier than this ISO-8601 time (UTC when no offset), at most 366 days ahead; "
-        "a past time (up to 366 days back) means now.",
+        json_schema_extra=_date_time_pattern,
+        description="Run no earlier than this ISO-8601 time (UTC when no offset; years 1970 to 2999); "
+        "a past time means now.",
     )
 
     @field_validator("job_id")
@@ -47,27 +72,29 @@ class EnqueueRequest(BaseModel):
             )
         return value
 
-    @field_validator("defer_until")
+    @field_validator("defer_until", mode="before")
     @classmethod
-    def _aware_and_near(cls, value: datetime | None) -> datetime | None:
-        """Naive means UTC; a time near year 1 or 9999 would overflow once converted, so bound it here."""
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        try:
-            ahead_s = (value - datetime.now(UTC)).total_seconds()
-        except (OverflowError, ValueError):
-            ahead_s = float("inf")
-        if abs(ahead_s) > MAX_DEFER_S:
-            raise ValueError(f"must be within {MAX_DEFER_S // 86_400} days of now")
+    def _iso_string(cls, value: object) -> object:
+        """Only an ISO-8601 date and time: pydantic would also read a number as a Unix time, or a bare date."""
+        if value is not None and not (isinstance(value, str) and ISO_DATETIME.match(value)):
+            raise ValueError("must be an ISO-8601 date and time from 1970 to 2999, e.g. 2026-01-31T12:00:00Z")
         return value
 
-    @model_validator(mode="after")
-    def _one_deferral(self) -> EnqueueRequest:
-        if self.defer_by is not None and self.defer_until is not None:
+    @field_validator("defer_until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        """Naive means UTC. The pattern keeps the year within 1970..2999, so conversion never overflows."""
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_deferral(cls, data: object) -> object:
+        """Both keys present is an error even if one is null, as the published schema says."""
+        if isinstance(data, dict) and "defer_by" in data and "defer_until" in data:
             raise ValueError("give defer_by or defer_until, not both")
-        return self
+        return data
 
 
 class BatchEnqueueRequest(BaseModel):
@@ -96,6 +123,20 @@ ERROR_KINDS = ", ".join(f"`{kind.value}`" for kind in ErrorKind)
 
 def _time(epoch_s: float | None) -> datetime | None:
     return None if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC)
+
+
+class ProblemView(BaseModel):
+    """One problem with a request: where (`loc`, e.g. `["body", "kwargs", "email"]`), what, and its kind."""
+
+    loc: list[str | int] = Field(description="Where the problem is; empty when it is the request as a whole.")
+    msg: str = Field(description="What is wrong; quotes at most a short prefix of the input.")
+    type: str = Field(description="A stable machine-readable kind, e.g. `missing`, `unauthorized`, `not_found`.")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer (4xx and 5xx) has this one shape."""
+
+    detail: list[ProblemView]
 
 
 class ErrorView(BaseModel):
@@ -309,19 +350,20 @@ class DeadLetterPage(BaseModel):
     items: list[DeadLetterView]
 
 
-class RequeueRequest(BaseModel):
-    """Requeue dead jobs by id, or every dead job of one function."""
+class RequeueByIds(BaseModel):
+    """Requeue these dead jobs."""
 
     model_config = ConfigDict(extra="forbid")
 
-    job_ids: list[str] | None = Field(None, min_length=1, max_length=10_000)
-    function: str | None = Field(None, min_length=1)
+    job_ids: list[str] = Field(min_length=1, max_length=10_000)
 
-    @model_validator(mode="after")
-    def _one_selector(self) -> RequeueRequest:
-        if (self.job_ids is None) == (self.function is None):
-            raise ValueError("give exactly one of job_ids or function")
-        return self
+
+class RequeueByFunction(BaseModel):
+    """Requeue every dead job of one function."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    function: str = Field(min_length=1)
 
 
 class RequeueOutcome(BaseModel):

@@ -40,6 +40,9 @@ def make_settings(redis_url: str, **overrides: Any) -> Settings:
         "log_level": "WARNING",
         "health_check_interval_seconds": 1,
         "shutdown_grace_seconds": 5,
+        # The suite's clients: httpx's ASGITransport (Host `platform.test`, client 127.0.0.1) and real
+        # uvicorn on 127.0.0.1. No API_KEYS: the loopback-only mode serves them; tests/test_auth.py sets keys.
+        "allowed_hosts": ["platform.test", "127.0.0.1", "localhost"],
     }
     values.update(overrides)
     return Settings(**values)

@@ -71,7 +71,7 @@ async def test_aborting_a_finished_job_is_409(client: httpx.AsyncClient, run_bur
 
     response = await client.delete(f"/v1/jobs/{job_id}")
     assert response.status_code == 409
-    assert job_id in response.json()["detail"]
+    assert job_id in response.json()["detail"][0]["msg"]
     view = (await client.get(f"/v1/jobs/{job_id}")).json()
     assert view["status"] == "complete"
     assert view["result"] == 1
@@ -80,4 +80,4 @@ async def test_aborting_a_finished_job_is_409(client: httpx.AsyncClient, run_bur
 async def test_aborting_an_unknown_job_is_404(client: httpx.AsyncClient) -> None:
     response = await client.delete("/v1/jobs/no-such-job")
     assert response.status_code == 404
-    assert "no-such-job" in response.json()["detail"]
+    assert "no-such-job" in response.json()["detail"][0]["msg"]

@@ -51,7 +51,7 @@ async def test_function_by_name_and_unknown_function_is_404(client: httpx.AsyncC
 
     missing = await client.get("/v1/functions/launch_rockets")
     assert missing.status_code == 404
-    assert "launch_rockets" in missing.json()["detail"]
+    assert "launch_rockets" in missing.json()["detail"][0]["msg"]
 
 
 async def test_cron_lists_schedules_with_next_run_and_no_last_run_before_any_run(client: httpx.AsyncClient) -> None:

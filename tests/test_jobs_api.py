@@ -106,7 +106,7 @@ async def test_existing_job_id_is_409(client: httpx.AsyncClient) -> None:
     assert first.status_code == 202 and first.json()["job_id"] == "welcome-ada"
     second = await client.post("/v1/jobs", json={**WELCOME, "job_id": "welcome-ada"})
     assert second.status_code == 409
-    assert "welcome-ada" in second.json()["detail"]
+    assert "welcome-ada" in second.json()["detail"][0]["msg"]
 
 
 async def test_job_ids_in_the_platform_namespace_are_422(client: httpx.AsyncClient, redis: ArqRedis) -> None:
@@ -167,7 +167,7 @@ async def test_unknown_job_is_404_everywhere(client: httpx.AsyncClient) -> None:
     for method, path in [("GET", "/v1/jobs/nope"), ("GET", "/v1/jobs/nope/result"), ("DELETE", "/v1/jobs/nope")]:
         response = await client.request(method, path)
         assert response.status_code == 404, path
-        assert "nope" in response.json()["detail"]
+        assert "nope" in response.json()["detail"][0]["msg"]
 
 
 async def test_defer_until_reports_deferred_with_scheduled_time(client: httpx.AsyncClient) -> None:

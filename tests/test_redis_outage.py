@@ -19,7 +19,7 @@ async def test_api_answers_503_while_redis_is_down_and_recovers_when_it_returns(
         enqueue = await client.post("/v1/jobs", json=WELCOME)
         assert enqueue.status_code == 503
         assert enqueue.headers["retry-after"].isdigit()
-        assert "Redis" in enqueue.json()["detail"]
+        assert "Redis" in enqueue.json()["detail"][0]["msg"]
 
         lookup = await client.get("/v1/jobs/x")
         assert lookup.status_code == 503

@@ -17,4 +17,4 @@ async def test_full_redis_is_503_with_retry_after(client: httpx.AsyncClient, red
         await redis.config_set("maxmemory", 0)
     assert response.status_code == 503
     assert response.headers["retry-after"].isdigit()
-    assert "OutOfMemoryError" in response.json()["detail"]
+    assert "OutOfMemoryError" in response.json()["detail"][0]["msg"]

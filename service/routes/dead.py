@@ -5,22 +5,25 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from core import dead_letters
 from core.dead_letters import DeadLetter
 from service.deps import PoolDep, SettingsDep
+from service.errors import ApiError
 from service.models import (
     AttemptView,
     DeadLetterPage,
     DeadLetterView,
     Deleted,
     ErrorView,
+    RequeueByFunction,
+    RequeueByIds,
     RequeueOutcome,
-    RequeueRequest,
 )
 
 router = APIRouter(prefix="/v1/dead", tags=["dead letters"])
+MAX_OFFSET = 10_000_000  # far past any real page; Redis refuses offsets near 2**63 (that was a 503)
 
 
 def _view(letter: DeadLetter) -> DeadLetterView:
@@ -43,7 +46,7 @@ def _view(letter: DeadLetter) -> DeadLetterView:
 @router.get("")
 async def list_dead(
     pool: PoolDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     function: Annotated[str | None, Query(min_length=1, description="Only this function's dead jobs.")] = None,
 ) -> DeadLetterPage:
@@ -56,16 +59,17 @@ async def list_dead(
 async def get_dead(job_id: str, pool: PoolDep) -> DeadLetterView:
     letter = await dead_letters.get(pool, job_id)
     if letter is None:
-        raise HTTPException(404, f"no dead job with id {job_id!r}")
+        raise ApiError(404, f"no dead job with id {job_id!r}", loc=("path", "job_id"))
     return _view(letter)
 
 
 @router.post("/requeue")
-async def requeue(body: RequeueRequest, pool: PoolDep, settings: SettingsDep) -> RequeueOutcome:
+async def requeue(body: RequeueByIds | RequeueByFunction, pool: PoolDep, settings: SettingsDep) -> RequeueOutcome:
     """Put dead jobs back on the queue under their own ids, with their original kwargs and fresh tries."""
-    job_ids = (
-        body.job_ids if body.job_ids is not None else await dead_letters.ids_of_function(pool, body.function or "")
-    )
+    if isinstance(body, RequeueByIds):
+        job_ids = body.job_ids
+    else:
+        job_ids = await dead_letters.ids_of_function(pool, body.function)
     outcome = RequeueOutcome(requeued=[], not_found=[], not_requeued={})
     for job_id in dict.fromkeys(job_ids):
         result = await dead_letters.requeue(pool, settings.queue_name, job_id)
@@ -81,7 +85,7 @@ async def requeue(body: RequeueRequest, pool: PoolDep, settings: SettingsDep) ->
 @router.delete("/{job_id}", status_code=204, responses={404: {"description": "No dead job with this id"}})
 async def delete_dead(job_id: str, pool: PoolDep) -> Response:
     if not await dead_letters.delete(pool, [job_id]):
-        raise HTTPException(404, f"no dead job with id {job_id!r}")
+        raise ApiError(404, f"no dead job with id {job_id!r}", loc=("path", "job_id"))
     return Response(status_code=204)
 
 
@@ -91,9 +95,10 @@ async def delete_many(
     function: Annotated[str | None, Query(min_length=1)] = None,
     all: Annotated[bool, Query(description="Delete every dead job.")] = False,
 ) -> Deleted:
-    """Delete every dead job of one function (`?function=`), or all of them (`?all=true`)."""
-    if (function is None) == (not all):
-        raise HTTPException(422, "give exactly one of ?function= or ?all=true")
+    """Delete every dead job of one function (`?function=`), or all of them (`?all=true`); with both, `function`
+    narrows `all`. Neither is a 422: deleting everything takes an explicit `all=true`."""
+    if function is None and not all:
+        raise ApiError(422, "give ?function= or ?all=true", loc=("query",), type_="selector_missing")
     if function is not None:
         job_ids = await dead_letters.ids_of_function(pool, function)
     else:

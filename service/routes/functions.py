@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 
 from core.registry import JobSpec
 from service.deps import RegistryDep, SettingsDep
+from service.errors import ApiError
 from service.models import FunctionOptionsView, FunctionView
 from settings import Settings
 
@@ -34,5 +35,5 @@ async def list_functions(registry: RegistryDep, settings: SettingsDep) -> list[F
 async def get_function(name: str, registry: RegistryDep, settings: SettingsDep) -> FunctionView:
     spec = registry.jobs.get(name)
     if spec is None:
-        raise HTTPException(404, f"no job function named {name!r} is registered")
+        raise ApiError(404, f"no job function named {name!r} is registered", loc=("path", "name"))
     return _view(spec, settings)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 from redis.exceptions import RedisError
 
 from core.workers import live_workers
+from service.auth import public
 from service.deps import PoolDep
 from service.models import Health, Readiness
 
@@ -13,12 +14,14 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
+@public
 async def health() -> Health:
     """The process is up. Never touches Redis, so it stays fast during an outage."""
     return Health(status="ok")
 
 
 @router.get("/ready", responses={503: {"model": Readiness, "description": "Redis down or no live worker"}})
+@public
 async def ready(pool: PoolDep, response: Response) -> Readiness:
     """Ready when Redis answers and at least one worker's heartbeat is alive."""
     try:

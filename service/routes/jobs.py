@@ -9,23 +9,27 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from arq.connections import ArqRedis
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import ValidationError
 
 from core.abort import AbortOutcome, abort_job
 from core.codec import KIND_TYPES, ErrorKind
 from core.enqueue import DuplicateJob, Enqueued, InvalidBatchItem, JobRequest, enqueue, enqueue_many, prepare_many
 from core.exact_json import Unencodable
-from core.registry import UnknownFunction
+from core.registry import JobSpec, UnknownFunction
 from core.status import JobFailure, JobRecord, JobState, read_job
-from service.deps import PoolDep, RegistryDep, SettingsDep
-from service.errors import KwargsInvalid, kwargs_errors
+from service.auth import Scope, requires
+from service.deps import PoolDep, PrincipalDep, RegistryDep, SettingsDep, WaitSlotsDep
+from service.errors import ApiError, KwargsInvalid, kwargs_errors, problem
+from service.limits import WAIT_RETRY_AFTER_S, TooManyWaits
 from service.models import BatchAccepted, BatchEnqueueRequest, EnqueueRequest, JobAccepted, JobOutcome, JobView
+from service.strict_json import InputRejected, check_kwargs
 from settings import Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No job with this id"}}
+JOB_ID_LOC = ("path", "job_id")
 POLL_START_S, POLL_MAX_S = 0.01, 0.2
 ABORT_WAIT_S = 2.0
 
@@ -43,7 +47,7 @@ def _accepted(function: str, enqueued: Enqueued) -> JobAccepted:
 async def _record_or_404(pool: ArqRedis, settings: Settings, job_id: str) -> JobRecord:
     record = await read_job(pool, settings.queue_name, job_id)
     if record is None:
-        raise HTTPException(404, f"no job with id {job_id!r}")
+        raise ApiError(404, f"no job with id {job_id!r}", loc=JOB_ID_LOC)
     return record
 
 
@@ -59,16 +63,24 @@ async def _wait_until_finished(pool: ArqRedis, settings: Settings, job_id: str, 
     return record
 
 
-@router.post(
-    "",
-    status_code=202,
-    responses={409: {"description": "A job with this job_id exists"}, 503: {"description": "Redis unavailable"}},
-)
+def _checked(spec: JobSpec, kwargs: dict[str, Any], loc: tuple[str | int, ...], settings: Settings) -> None:
+    """The kwargs as the job will see them: exact, within MAX_KWARGS_BYTES and MAX_KWARGS_DEPTH."""
+    try:
+        check_kwargs(spec, kwargs, loc, settings.max_kwargs_bytes, settings.max_kwargs_depth)
+    except ValidationError as exc:
+        raise KwargsInvalid.of(exc, loc) from None
+    except InputRejected as exc:
+        raise KwargsInvalid([problem(exc.loc, exc.msg, exc.type_)]) from None
+
+
+@router.post("", status_code=202, responses={409: {"description": "A job with this job_id exists"}})
+@requires(Scope.enqueue)
 async def enqueue_job(
     body: EnqueueRequest, pool: PoolDep, registry: RegistryDep, settings: SettingsDep, response: Response
 ) -> JobAccepted:
     """Validate the arguments against the function's signature, then queue the job."""
     spec = registry.get(body.function)
+    _checked(spec, body.kwargs, ("body", "kwargs"), settings)
     try:
         accepted = await enqueue(
             pool, spec, body.kwargs, job_id=body.job_id, defer_by=body.defer_by, defer_until=body.defer_until
@@ -79,22 +91,30 @@ async def enqueue_job(
     return _accepted(spec.name, accepted)
 
 
-@router.post("/batch", status_code=202, responses={503: {"description": "Redis unavailable"}})
-async def enqueue_batch(body: BatchEnqueueRequest, pool: PoolDep, registry: RegistryDep) -> BatchAccepted:
+@router.post("/batch", status_code=202)
+@requires(Scope.enqueue)
+async def enqueue_batch(
+    body: BatchEnqueueRequest, pool: PoolDep, registry: RegistryDep, settings: SettingsDep
+) -> BatchAccepted:
     """Queue up to 1,000 jobs in one atomic round trip: all of them, or (422, 503) none. All are validated
     first, and every invalid job is reported at once (each error located by its index); an existing `job_id` is
     listed under `duplicates` and the rest are queued. A `job_id` given twice in one batch is invalid."""
-    requests, unknown = [], []
+    requests, invalid = [], []
     for index, item in enumerate(body.jobs):
         try:
             spec = registry.get(item.function)
         except UnknownFunction as exc:
-            unknown.append({"loc": ["body", "jobs", index, "function"], "msg": str(exc), "type": "unknown_function"})
+            invalid.append({"loc": ["body", "jobs", index, "function"], "msg": str(exc), "type": "unknown_function"})
+            continue
+        try:
+            _checked(spec, item.kwargs, ("body", "jobs", index, "kwargs"), settings)
+        except KwargsInvalid as rejected:
+            invalid += rejected.detail  # reported with the rest; nothing of the batch is written
             continue
         requests.append((index, JobRequest(spec, item.kwargs, item.job_id, item.defer_by, item.defer_until)))
-    detail = list(unknown)
+    detail = list(invalid)
     try:
-        if unknown:  # validate the rest too, so every bad item is reported at once, but write nothing
+        if invalid:  # validate the rest too, so every bad item is reported at once, but write nothing
             prepare_many([request for _, request in requests], pool.expires_extra_ms)
             outcomes = []
         else:
@@ -128,11 +148,24 @@ async def get_result(
     job_id: str,
     pool: PoolDep,
     settings: SettingsDep,
+    waits: WaitSlotsDep,
+    principal: PrincipalDep,
     response: Response,
-    wait: Annotated[float, Query(ge=0, description="Seconds to wait for the job to finish (bounded).")] = 0,
+    wait: Annotated[
+        float, Query(ge=0, allow_inf_nan=False, description="Seconds to wait for the job to finish (bounded).")
+    ] = 0,
 ) -> JobOutcome:
     """The job's outcome: 200 once finished, 202 with the current status when not yet."""
-    record = await _wait_until_finished(pool, settings, job_id, min(wait, settings.result_wait_max_seconds))
+    wait_s = min(wait, settings.result_wait_max_seconds)
+    if wait_s <= 0:
+        record = await _record_or_404(pool, settings, job_id)
+    else:
+        try:
+            with waits.hold(principal.name):
+                record = await _wait_until_finished(pool, settings, job_id, wait_s)
+        except TooManyWaits as exc:
+            retry = {"Retry-After": str(WAIT_RETRY_AFTER_S)}
+            raise ApiError(429, str(exc), type_="too_many_waits", headers=retry) from None
     if not record.status.finished:
         response.status_code = 202
     return JobOutcome.of(record)
@@ -152,14 +185,15 @@ async def abort(
     """Abort a queued, deferred or running job; 409 when it already finished."""
     record = await _record_or_404(pool, settings, job_id)
     if record.status.finished:
-        raise HTTPException(409, f"job {job_id!r} already finished with status {record.status.value}")
+        msg = f"job {job_id!r} already finished with status {record.status.value}"
+        raise ApiError(409, msg, loc=JOB_ID_LOC, type_="already_finished")
     spec = registry.jobs.get(record.function or "")
     keep_s = spec.resolved(settings).keep_result_s if spec else settings.keep_result_seconds
     outcome = await abort_job(pool, settings.queue_name, job_id, keep_s)
     if outcome is AbortOutcome.finished:
-        raise HTTPException(409, f"job {job_id!r} already finished")
+        raise ApiError(409, f"job {job_id!r} already finished", loc=JOB_ID_LOC, type_="already_finished")
     if outcome is AbortOutcome.not_found:
-        raise HTTPException(404, f"no job with id {job_id!r}")
+        raise ApiError(404, f"no job with id {job_id!r}", loc=JOB_ID_LOC)
     if outcome is AbortOutcome.aborted and keep_s == 0:
         # Nothing was kept to read back: answer with the job as it was, now aborted.
         failure = JobFailure(KIND_TYPES[ErrorKind.aborted], "aborted before it started", ErrorKind.aborted)

@@ -1,0 +1,118 @@
+"""The request body, read by one guard before any route sees it: bounded in size (413, checked while it
+streams, chunked or not, so a huge body is never read whole), in time (408, so slow senders do not hold
+connections forever), JSON only (415), and strictly parsed (422 naming the field)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope
+
+from service.errors import error_response
+from service.strict_json import InputRejected, parse_body
+from settings import Settings
+
+CLOSE = {"Connection": "close"}  # the rest of the body is never read: the connection cannot be reused
+BODY_DEPTH_OVER_KWARGS = 3  # {"jobs": [{"kwargs": ...}]}
+
+
+class ClientGone(Exception):
+    """The client disconnected while sending its body: there is nobody to answer."""
+
+
+def _is_json(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+class BodyReader:
+    """Reads and checks a request's body for service/guard.py; the app then gets it replayed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.max_bytes = settings.max_request_bytes
+        self.timeout_s = settings.body_read_timeout_seconds
+        self.max_depth = settings.max_kwargs_depth + BODY_DEPTH_OVER_KWARGS
+
+    async def read(self, scope: Scope, receive: Receive) -> tuple[Response | None, Receive | None]:
+        """(None, receive for the app) to go on; (answer, None) to refuse; (None, None): the client left."""
+        length: int | None = None
+        chunked = False
+        content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else -1
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"content-type":
+                content_type = value
+        if not chunked and not length:  # no body: nothing to guard
+            return None, receive
+        if length is not None and length > self.max_bytes:
+            return self._too_large(), None
+        if not _is_json(content_type):
+            msg = "the body must be JSON, sent as `Content-Type: application/json`"
+            return error_response(415, msg, headers=CLOSE), None
+        # A bare timer, not asyncio.timeout(): this runs on every request with a body, and the context
+        # manager's bookkeeping cost more than the rest of this reader.
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(self.timeout_s, expire)
+        try:
+            body = await self._read(receive)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            task.uncancel()
+            return error_response(408, f"the body did not arrive within {self.timeout_s:g} s", headers=CLOSE), None
+        except ClientGone:
+            return None, None
+        finally:
+            timer.cancel()
+        if body is None:
+            return self._too_large(), None
+        try:
+            parse_body(body, self.max_depth)
+        except InputRejected as exc:
+            return error_response(422, exc.msg, exc.type_, exc.loc), None
+        return None, _replay(body, receive)
+
+    def _too_large(self) -> Response:
+        return error_response(413, f"the body is over the {self.max_bytes}-byte limit", headers=CLOSE)
+
+    async def _read(self, receive: Receive) -> bytes | None:
+        """The whole body, or None as soon as it grows past the limit."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body already read, then the real channel (for disconnects)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

@@ -1,0 +1,69 @@
+"""What every response and every request's envelope gets: the `Host` header checked against ALLOWED_HOSTS
+(a loopback API stays out of reach of DNS rebinding), and security headers on every answer. The `server`
+header is uvicorn's: `python -m service.server` turns it off. service/guard.py applies both."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+from starlette.types import Message, Scope, Send
+
+from service.errors import error_response
+from settings import Settings
+
+# A JSON API renders nothing: no script, no framing, no sniffing, no referrer. The interactive docs get
+# their own policy (service/docs.py).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+MAX_SEEN_HOSTS = 64
+
+
+def host_name(host_header: str) -> str:
+    """`Host` without its port, lower-cased; `[::1]:8000` -> `::1`."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+class TransportPolicy:
+    """The `Host` check (400) and the security headers, for service/guard.py."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.any_host = "*" in settings.allowed_hosts
+        self.allowed = frozenset(host_name(h) for h in settings.allowed_hosts)
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+        self._seen: dict[bytes, bool] = {}  # raw Host values already allowed (`127.0.0.1:8000`, ...)
+
+    def refusal(self, scope: Scope) -> Response | None:
+        if self.any_host:
+            return None
+        host = next((value for name, value in scope["headers"] if name == b"host"), b"")
+        allowed = self._seen.get(host)
+        if allowed is None:
+            allowed = host_name(host.decode("latin-1")) in self.allowed
+            if allowed and len(self._seen) < MAX_SEEN_HOSTS:  # only good ones: a client cannot fill it
+                self._seen[host] = True
+        if allowed:
+            return None
+        return error_response(400, "unexpected Host header (see ALLOWED_HOSTS)", "invalid_host")
+
+    def sending_headers(self, send: Send) -> Send:
+        """`send`, adding the security headers a response does not set itself."""
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(header for header in self.headers if header[0] not in present)
+                message["headers"] = headers
+            await send(message)
+
+        return send_with_headers
