@@ -49,7 +49,9 @@ def _drop_formatting_leftovers(_logger: Any, _name: str, event: MutableMapping[s
 def _platform_handler(root: logging.Logger) -> PlatformHandler:
     for handler in root.handlers:
         if isinstance(handler, PlatformHandler):
-            handler.setStream(sys.stderr)  # follows a replaced stderr (a test runner's capture, say)
+            # Follows a replaced stderr (a test runner's capture, say); the old one may be closed already,
+            # and setStream() would flush it.
+            handler.stream = sys.stderr
             return handler
     handler = PlatformHandler(sys.stderr)
     root.addHandler(handler)
