@@ -81,3 +81,23 @@ async def test_aborting_an_unknown_job_is_404(client: httpx.AsyncClient) -> None
     response = await client.delete("/v1/jobs/no-such-job")
     assert response.status_code == 404
     assert "no-such-job" in response.json()["detail"][0]["msg"]
+
+
+async def test_aborting_a_job_waiting_for_its_retry_keeps_its_history(
+    client: httpx.AsyncClient, redis: ArqRedis, run_burst_worker
+) -> None:
+    job_id = await enqueue(client, "fail_then_succeed", kwargs={"failures": 99})
+    worker = await run_burst_worker(max_burst_jobs=1)  # try 1 fails; try 2 waits 0.3 s
+    assert worker.jobs_retried == 1
+    waiting = (await client.get(f"/v1/jobs/{job_id}")).json()
+    assert waiting["status"] in ("deferred", "queued") and waiting["tries"] == 1  # no worker runs it meanwhile
+
+    response = await client.delete(f"/v1/jobs/{job_id}")
+    assert response.status_code == 200
+    aborted = response.json()
+    assert (aborted["status"], aborted["error"]["type"]) == ("aborted", "JobAborted")
+    assert [a["try"] for a in aborted["attempts"]] == [1]
+    assert aborted["tries"] == 1  # a worker did start it once
+    worker = await run_burst_worker()
+    assert worker.jobs_complete == worker.jobs_failed == worker.jobs_retried == 0
+    assert (await client.get(f"/v1/jobs/{job_id}")).json()["status"] == "aborted"

@@ -94,6 +94,15 @@ async def test_workers_lists_a_running_worker(client: httpx.AsyncClient, running
     assert worker["jobs"] == {"complete": 0, "failed": 0, "retried": 0, "ongoing": 0}
     assert datetime.fromisoformat(worker["started_at"]) <= datetime.fromisoformat(worker["last_seen"])
 
+    # Its counters follow the jobs it runs (published on its next heartbeat).
+    for body in ({"function": "echo", "kwargs": {"value": 1}}, {"function": "fail_always", "kwargs": {"message": "x"}}):
+        job_id = (await client.post("/v1/jobs", json=body)).json()["job_id"]
+        assert (await client.get(f"/v1/jobs/{job_id}/result", params={"wait": 5})).status_code == 200
+    [worker] = await wait_for(
+        workers, lambda listed: listed[0]["jobs"]["complete"] + listed[0]["jobs"]["failed"] == 2, timeout=5
+    )
+    assert worker["jobs"] == {"complete": 1, "failed": 1, "retried": 0, "ongoing": 0}
+
 
 async def test_health_is_ok(client: httpx.AsyncClient) -> None:
     response = await client.get("/health")

@@ -79,6 +79,9 @@ async def test_worker_never_unpickles_a_job_payload(
     assert not marker.exists()
     dead = (await client.get(f"/v1/dead/{job_id}")).json()
     assert dead["reason"] == "unreadable payload" and dead["requeueable"] is False
+    requeue = (await client.post("/v1/dead/requeue", json={"job_ids": [job_id]})).json()
+    assert requeue == {"requeued": [], "not_found": [], "not_requeued": {job_id: "not_requeueable"}}
+    assert await redis.zscore(settings.queue_name, job_id) is None
     assert not marker.exists()
 
 
