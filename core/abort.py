@@ -24,7 +24,11 @@ class AbortOutcome(StrEnum):
 async def abort_job(pool: ArqRedis, queue_name: str, job_id: str, keep_result_s: float) -> AbortOutcome:
     """Abort a queued, deferred or running job; says what happened."""
     now_ms = int(time.time() * 1000)
-    raw = await pool.get(keys.job(job_id))
+    async with pool.pipeline(transaction=False) as pipe:
+        pipe.get(keys.job(job_id))
+        pipe.get(keys.retry(job_id))
+        raw, tries_raw = await pipe.execute()
+    tries = int(tries_raw) if tries_raw is not None and tries_raw.isdigit() else 0
     job: dict[str, Any] = {}
     if raw:
         try:
@@ -37,13 +41,14 @@ async def abort_job(pool: ArqRedis, queue_name: str, job_id: str, keep_result_s:
         function=str(job.get("f") or ""),
         args=(),
         kwargs=kwargs if isinstance(kwargs := job.get("k"), dict) else {},
-        job_try=0,
+        job_try=tries,  # a job waiting for its retry was tried already
         enqueue_time_ms=int(job.get("et") or now_ms),
         start_ms=None,
         finished_ms=now_ms,
         queue=queue_name,
     )
-    result = wire.failure_result(header, JobError.of_kind(ErrorKind.aborted, "aborted before it started"))
+    message = "aborted while waiting for its next try" if tries else "aborted before it started"
+    result = wire.failure_result(header, JobError.of_kind(ErrorKind.aborted, message))
     script_keys = [
         queue_name,
         keys.job(job_id),

@@ -270,6 +270,9 @@ class Registry:
         """Register one marked function (a `@job` or a `@cron`)."""
         spec: JobSpec | None = getattr(function, JOB_ATTRIBUTE, None)
         declaration: CronDeclaration | None = getattr(function, CRON_ATTRIBUTE, None)
+        if spec is not None and declaration is not None:
+            name = getattr(function, "__name__", repr(function))
+            raise TypeError(f"{name} is marked both @job and @cron: a function is one or the other")
         if spec is not None:
             self._check_new(spec.name, function)
             self.jobs[spec.name] = spec

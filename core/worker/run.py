@@ -232,14 +232,7 @@ class _Runner:
             "enqueue_time": ms_to_datetime(self.enqueue_time_ms),
             "score": claim.score,
         }
-        started = time.perf_counter()
-        tried = await self.call(runnable, ctx, started)
-        if runnable.platform_cron:
-            status = "complete" if isinstance(tried.outcome, Succeeded) else "failed"
-            error = tried.outcome.error if isinstance(tried.outcome, Failed) else None
-            message = f"{error.type}: {error.message}" if error else None
-            await cron_runs.record_end(worker.pool, runnable.name, status, time.perf_counter() - started, message)
-        return tried
+        return await self.call(runnable, ctx, time.perf_counter())
 
     async def call(self, runnable: Runnable, ctx: dict[str, Any], started: float) -> Try:
         worker, claim = self.worker, self.claim

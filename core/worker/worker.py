@@ -26,7 +26,7 @@ from arq.utils import timestamp_ms, to_ms, to_unix_ms
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from core import keys, workers
+from core import cron_runs, keys, workers
 from core.logging import configure_logging
 from core.redis import log_redis_in_use, open_worker_pool
 from core.registry import CRON_ATTRIBUTE
@@ -268,6 +268,8 @@ class PlatformWorker(Worker):
                     self.pool, self.queue_name, held, tried.outcome, self._storage(tried.runnable), self._give_up
                 )
             self._count_and_log(tried, written)
+            if written and tried.runnable is not None and tried.runnable.platform_cron:
+                await self._record_cron_end(tried)
             if tried.ctx is not None and self.after_job_end:
                 await self.after_job_end(tried.ctx)
         except Exception:
@@ -279,6 +281,22 @@ class PlatformWorker(Worker):
                 del self.claims[held.job_id]
             if self.lost_claims.get(held.job_id) == held.token:
                 del self.lost_claims[held.job_id]
+
+    async def _record_cron_end(self, tried: Try) -> None:
+        """The end of a cron tick's run, for `GET /v1/cron`: only an outcome that ends the tick (a tick given
+        back to the queue by a stopping worker runs again, and is shown when it ends)."""
+        match tried.outcome:
+            case Succeeded():
+                status, error = "complete", None
+            case Failed(error=failure):
+                status, error = "failed", f"{failure.type}: {failure.message}"
+            case Aborted():
+                status, error = "aborted", None
+            case _:
+                return
+        assert tried.runnable is not None
+        with suppress(RedisError, OSError):
+            await cron_runs.record_end(self.pool, tried.runnable.name, status, tried.duration_s or 0.0, error)
 
     def _storage(self, runnable: Runnable | None) -> Storage:
         """How long a function's outcome records live (made once per function)."""
