@@ -1,30 +1,16 @@
-"""The app factory and its lifespan: one arq pool per process, opened on start, closed on exit."""
+"""The standalone app: the platform's router and lifespan (`service.platform`) in an app of their own."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import TypedDict
-
-import structlog
-from arq.connections import ArqRedis
 from fastapi import FastAPI
-from redis.exceptions import RedisError
 
 from core.logging import configure_logging
-from core.redis import open_api_pool, redacted
-from core.registry import Registry, load_registry
+from core.registry import Registry
 from service.errors import install_error_handlers
-from service.routes import cron, dead, functions, health, jobs, queues, workers
+from service.platform import Platform, State
 from settings import Settings, load_settings
 
-log = structlog.get_logger("api")
-
-
-class State(TypedDict):
-    pool: ArqRedis
-    registry: Registry
-    settings: Settings
+__all__ = ["State", "create_app"]
 
 
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
@@ -32,29 +18,13 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     JOB_MODULES when not given)."""
     settings = settings or load_settings()
     configure_logging(settings)
-    registry = registry or load_registry(settings)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-        pool = open_api_pool(settings)
-        try:
-            await pool.ping()
-            log.info("api.started", redis=redacted(settings.redis_url), queue=settings.queue_name)
-        except (RedisError, OSError) as exc:
-            log.warning("api.redis_unavailable_at_start", redis=redacted(settings.redis_url), error=str(exc))
-        try:
-            yield {"pool": pool, "registry": registry, "settings": settings}
-        finally:
-            await pool.aclose()
-            log.info("api.stopped")
-
+    platform = Platform(settings, registry)
     app = FastAPI(
         title="Job platform",
         summary="Enqueue, schedule and inspect background jobs run by arq workers over Redis.",
         version="0.1.0",
-        lifespan=lifespan,
+        lifespan=platform.lifespan(),
     )
     install_error_handlers(app)
-    for module in (jobs, dead, functions, cron, queues, workers, health):
-        app.include_router(module.router)
+    app.include_router(platform.router)
     return app

@@ -4,10 +4,12 @@ returns a traceback."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from redis.exceptions import RedisError
@@ -61,33 +63,60 @@ def _detail(loc: list[Any], msg: str, type_: str) -> list[dict[str, Any]]:
     return [{"loc": loc, "msg": msg, "type": type_}]
 
 
+async def unknown_function(request: Request, exc: UnknownFunction) -> JSONResponse:
+    return JSONResponse({"detail": _detail(["body", "function"], str(exc), "unknown_function")}, 422)
+
+
+async def unknown_function_at(request: Request, exc: UnknownFunctionAt) -> JSONResponse:
+    return JSONResponse({"detail": _detail([*exc.loc, "function"], str(exc), "unknown_function")}, 422)
+
+
+async def kwargs_invalid(request: Request, exc: KwargsInvalid) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, 422)
+
+
+async def duplicate_job(request: Request, exc: DuplicateJob) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, 409)
+
+
+async def redis_unavailable(request: Request, exc: RedisError) -> JSONResponse:
+    log.warning("api.redis_unavailable", path=request.url.path, error=type(exc).__name__, message=str(exc))
+    return JSONResponse(
+        {"detail": f"Redis is unavailable ({type(exc).__name__}); retry shortly"},
+        503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("api.unexpected_error", path=request.url.path)
+    return JSONResponse({"detail": "internal error; see the API logs"}, 500)
+
+
+# The platform's own errors and their answers; `unexpected` is for the standalone app only.
+PLATFORM_ERRORS: dict[type[Exception], Callable[[Request, Any], Awaitable[JSONResponse]]] = {
+    UnknownFunction: unknown_function,
+    UnknownFunctionAt: unknown_function_at,
+    KwargsInvalid: kwargs_invalid,
+    DuplicateJob: duplicate_job,
+    RedisError: redis_unavailable,
+}
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(UnknownFunction)
-    async def unknown_function(request: Request, exc: UnknownFunction) -> JSONResponse:
-        return JSONResponse({"detail": _detail(["body", "function"], str(exc), "unknown_function")}, 422)
+    for exc_class, handler in PLATFORM_ERRORS.items():
+        app.add_exception_handler(exc_class, handler)
+    app.add_exception_handler(Exception, unexpected)
 
-    @app.exception_handler(UnknownFunctionAt)
-    async def unknown_function_at(request: Request, exc: UnknownFunctionAt) -> JSONResponse:
-        return JSONResponse({"detail": _detail([*exc.loc, "function"], str(exc), "unknown_function")}, 422)
 
-    @app.exception_handler(KwargsInvalid)
-    async def kwargs_invalid(request: Request, exc: KwargsInvalid) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, 422)
-
-    @app.exception_handler(DuplicateJob)
-    async def duplicate_job(request: Request, exc: DuplicateJob) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, 409)
-
-    @app.exception_handler(RedisError)
-    async def redis_unavailable(request: Request, exc: RedisError) -> JSONResponse:
-        log.warning("api.redis_unavailable", path=request.url.path, error=type(exc).__name__, message=str(exc))
-        return JSONResponse(
-            {"detail": f"Redis is unavailable ({type(exc).__name__}); retry shortly"},
-            503,
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("api.unexpected_error", path=request.url.path)
-        return JSONResponse({"detail": "internal error; see the API logs"}, 500)
+async def answer_platform_errors(request: Request) -> AsyncIterator[None]:
+    """Router-level dependency: the platform's errors answered the same way inside any app that includes its
+    router, where `install_error_handlers` was not called (exception handlers belong to the app)."""
+    try:
+        yield
+    except tuple(PLATFORM_ERRORS) as exc:
+        handler = next(h for cls, h in PLATFORM_ERRORS.items() if isinstance(exc, cls))
+        response = await handler(request, exc)
+        body = json.loads(bytes(response.body))
+        headers = {k: v for k, v in response.headers.items() if k.lower() == "retry-after"}
+        raise HTTPException(response.status_code, body["detail"], headers or None) from None

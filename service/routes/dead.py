@@ -60,7 +60,7 @@ async def get_dead(job_id: str, pool: PoolDep) -> DeadLetterView:
     return _view(letter)
 
 
-@router.post("/requeue")
+@router.post("/requeue", operation_id="requeue_dead")
 async def requeue(body: RequeueRequest, pool: PoolDep, settings: SettingsDep) -> RequeueOutcome:
     """Put dead jobs back on the queue under their own ids, with their original kwargs and fresh tries."""
     job_ids = (
@@ -85,7 +85,7 @@ async def delete_dead(job_id: str, pool: PoolDep) -> Response:
     return Response(status_code=204)
 
 
-@router.delete("")
+@router.delete("", operation_id="delete_dead_many")
 async def delete_many(
     pool: PoolDep,
     function: Annotated[str | None, Query(min_length=1)] = None,

@@ -140,6 +140,7 @@ async def get_result(
 
 @router.delete(
     "/{job_id}",
+    operation_id="abort_job",
     responses={
         **NOT_FOUND,
         202: {"model": JobView, "description": "Abort requested; the running job is being cancelled"},

@@ -1,0 +1,216 @@
+"""The handle a route enqueues jobs with: typed by the job's signature, with three timing modes.
+
+`await jobs.enqueue(send_welcome_email, email=..., name=...)` is checked by mypy against the function (it is
+a `Job[P, R]`), validated like `POST /v1/jobs`, and returns the job's id. When the job is written:
+
+- `now`: when called.
+- `on_success`: once the route returned without raising, before the response is sent (one atomic batch).
+- `after_response`: held in Redis when called (a job deferred by `HOLD_GRACE_SECONDS`), released once the
+  response was sent; a route that raised removes it; if the process dies in between, the hold runs out and the
+  queue runs it anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ParamSpec, TypeVar
+from uuid import uuid4
+
+import structlog
+from arq.connections import ArqRedis
+
+from core import holding, keys
+from core.enqueue import DuplicateJob, JobRequest, ReservedJobId, enqueue, enqueue_many
+from core.registry import Job, JobSpec, Registry
+from settings import Settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+log = structlog.get_logger("api")
+
+
+class Timing(StrEnum):
+    """When a job a route enqueues is written to the queue."""
+
+    now = "now"
+    on_success = "on_success"
+    after_response = "after_response"
+
+
+class InFlight:
+    """Counts the platform's writes still running in this process, so shutdown waits for them."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def run(self, operation: Awaitable[T]) -> T:
+        self._count += 1
+        self._idle.clear()
+        try:
+            return await operation
+        finally:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.set()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until nothing is in flight; False when `timeout_s` passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+
+@dataclass(frozen=True)
+class EnqueueOptions:
+    timing: Timing = Timing.now
+    job_id: str | None = None
+    defer_by: float | None = None
+    defer_until: datetime | None = None
+
+
+@dataclass
+class Jobs:
+    """One request's handle on the queue (from the `JobsDep` dependency)."""
+
+    pool: ArqRedis
+    registry: Registry
+    settings: Settings
+    inflight: InFlight
+    succeeded: bool = False
+    _pending: list[JobRequest] = field(default_factory=list)
+    _held: list[holding.Held] = field(default_factory=list)
+
+    async def enqueue(self, job: Job[P, R], /, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Write the job now; returns its id."""
+        return await self._enqueue(EnqueueOptions(), job, args, kwargs)
+
+    def options(
+        self,
+        timing: Timing | str = Timing.now,
+        *,
+        job_id: str | None = None,
+        defer_by: float | None = None,
+        defer_until: datetime | None = None,
+    ) -> Enqueuer:
+        """An enqueuer with these options: `await jobs.options("after_response", job_id="x").enqueue(...)`."""
+        if defer_by is not None and defer_until is not None:
+            raise ValueError("give defer_by or defer_until, not both")
+        if defer_by is not None and defer_by < 0:
+            raise ValueError("defer_by must be >= 0")
+        return Enqueuer(self, EnqueueOptions(Timing(timing), job_id, defer_by, defer_until))
+
+    @property
+    def now(self) -> Enqueuer:
+        return Enqueuer(self, EnqueueOptions(Timing.now))
+
+    @property
+    def on_success(self) -> Enqueuer:
+        return Enqueuer(self, EnqueueOptions(Timing.on_success))
+
+    @property
+    def after_response(self) -> Enqueuer:
+        return Enqueuer(self, EnqueueOptions(Timing.after_response))
+
+    def _spec(
+        self, job: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[JobSpec, dict[str, Any]]:
+        spec = self.registry.spec_of(job)
+        if args:
+            names = list(spec.arguments.model_fields)
+            if len(args) > len(names):
+                raise TypeError(f"{spec.name} takes {len(names)} arguments, {len(args)} given")
+            for name, value in zip(names, args, strict=False):
+                if name in kwargs:
+                    raise TypeError(f"{spec.name} got {name!r} twice")
+                kwargs[name] = value
+        return spec, kwargs
+
+    async def _enqueue(
+        self, options: EnqueueOptions, job: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> str:
+        spec, kwargs = self._spec(job, args, kwargs)
+        if options.job_id is not None and keys.is_platform_job_id(options.job_id):
+            raise ReservedJobId(options.job_id)
+        queue = self.settings.queue_name
+        match options.timing:
+            case Timing.now:
+                accepted = await self.inflight.run(
+                    enqueue(
+                        self.pool,
+                        spec,
+                        kwargs,
+                        job_id=options.job_id,
+                        defer_by=options.defer_by,
+                        defer_until=options.defer_until,
+                        queue_name=queue,
+                    )
+                )
+                return accepted.job_id
+            case Timing.on_success:
+                spec.validate(kwargs)  # fail in the route, where the caller can see it
+                request = JobRequest(spec, kwargs, options.job_id or uuid4().hex, options.defer_by, options.defer_until)
+                self._pending.append(request)
+                assert request.job_id is not None
+                return request.job_id
+            case Timing.after_response:
+                held = await self.inflight.run(
+                    holding.hold(
+                        self.pool,
+                        spec,
+                        kwargs,
+                        grace_s=self.settings.hold_grace_seconds,
+                        job_id=options.job_id,
+                        defer_by=options.defer_by,
+                        defer_until=options.defer_until,
+                        queue_name=queue,
+                    )
+                )
+                self._held.append(held)
+                return held.job_id
+
+    async def write_pending(self) -> None:
+        """The route succeeded: write its `on_success` jobs, all in one atomic call."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        outcomes = await self.inflight.run(enqueue_many(self.pool, pending, queue_name=self.settings.queue_name))
+        for outcome in outcomes:
+            if isinstance(outcome, DuplicateJob):
+                log.info("jobs.duplicate", job_id=outcome.job_id, timing=Timing.on_success.value)
+
+    def drop_pending(self) -> None:
+        self._pending = []
+
+    async def release_held(self) -> None:
+        """The response was sent: let the `after_response` jobs run."""
+        held, self._held = self._held, []
+        await self.inflight.run(holding.release(self.pool, self.settings.queue_name, held))
+
+    async def discard_held(self) -> None:
+        """The route raised: remove the `after_response` jobs it held."""
+        held, self._held = self._held, []
+        await self.inflight.run(holding.discard(self.pool, self.settings.queue_name, held))
+
+
+@dataclass(frozen=True)
+class Enqueuer:
+    """`Jobs` with options fixed; `enqueue` is typed by the job's signature the same way."""
+
+    jobs: Jobs
+    options: EnqueueOptions
+
+    async def enqueue(self, job: Job[P, R], /, *args: P.args, **kwargs: P.kwargs) -> str:
+        return await self.jobs._enqueue(self.options, job, args, kwargs)
