@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-full lint typecheck check bench clean
+.PHONY: install run example test test-full lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ install: $(STAMP)
 
 run: $(STAMP)  ## API + worker + (embedded) Redis; Ctrl-C stops everything
 	$(BIN)/python run_platform.py
+
+example: $(STAMP)  ## the example shop app (examples/shop) + one worker + (embedded) Redis; Ctrl-C stops everything
+	$(BIN)/python -m examples.shop
 
 test: $(STAMP)  ## the default suite: fast, real Redis, real worker, real app
 	$(BIN)/pytest -q

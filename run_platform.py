@@ -54,7 +54,8 @@ def stop(name: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
     log.info("run.stopped", process=name, exit_code=process.returncode)
 
 
-def main() -> int:
+def main(app: str = "service.main:app") -> int:
+    """Run Redis (if needed), one worker and `app` (an ASGI `module:attribute`) until Ctrl-C."""
     settings = load_settings()
     configure_logging(settings)
     redis_url, redis = ensure_redis(settings)
@@ -62,7 +63,7 @@ def main() -> int:
     worker = spawn("worker", [sys.executable, "-m", "arq", "worker.WorkerSettings"], env)
     api = spawn(
         "api",
-        [sys.executable, "-m", "uvicorn", "service.main:app", "--host", settings.api_host,
+        [sys.executable, "-m", "uvicorn", app, "--host", settings.api_host,
          "--port", str(settings.api_port)],
         env,
     )  # fmt: skip

@@ -26,6 +26,7 @@ from arq.connections import ArqRedis
 from core import holding, keys
 from core.enqueue import DuplicateJob, JobRequest, ReservedJobId, enqueue, enqueue_many
 from core.registry import Job, JobSpec, Registry
+from core.status import JobRecord, read_job
 from settings import Settings
 
 P = ParamSpec("P")
@@ -180,6 +181,10 @@ class Jobs:
                 )
                 self._held.append(held)
                 return held.job_id
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """A job's status, result or error, and progress (what `GET /v1/jobs/{id}` shows); None if unknown."""
+        return await read_job(self.pool, self.settings.queue_name, job_id)
 
     async def write_pending(self) -> None:
         """The route succeeded: write its `on_success` jobs, all in one atomic call."""

@@ -14,9 +14,9 @@ from arq.connections import ArqRedis
 from asgi_lifespan import LifespanManager
 
 from core.embedded_redis import RedisProcess, free_port, start_redis
-from core.worker import PlatformWorker
 from core.redis import open_api_pool
 from core.registry import Registry, load_registry
+from core.worker import PlatformWorker
 from core.worker_config import worker_kwargs
 from service.app import create_app
 from settings import Settings
