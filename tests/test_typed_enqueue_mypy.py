@@ -8,7 +8,7 @@ from pathlib import Path
 from mypy import api
 
 ROOT = Path(__file__).resolve().parents[1]
-SNIPPET = '''
+SNIPPET = """
 from service import JobsDep
 from jobs.emails import send_welcome_email
 from jobs.reports import generate_report
@@ -22,7 +22,7 @@ async def route(jobs: JobsDep) -> None:
     await jobs.after_response.enqueue(generate_report, report_id="q3", rows="ten")  # line 12: wrong type
     await jobs.on_success.enqueue(send_welcome_email, emial="a@example.com", name="Ada")  # line 13: unknown
     wrong: int = await jobs.enqueue(send_welcome_email, email="a@example.com", name="Ada")  # line 14: returns str
-'''
+"""
 
 
 def test_mypy_checks_enqueue_against_the_jobs_signature(tmp_path: Path) -> None:
