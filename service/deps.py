@@ -3,19 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, cast
 
-import structlog
 from arq.connections import ArqRedis
-from fastapi import Depends, HTTPException, Request
-from redis.exceptions import RedisError
+from fastapi import Depends, Request
 
 from core.registry import Registry
 from service.handle import Jobs
 from settings import Settings
-
-log = structlog.get_logger("api")
 
 
 async def get_pool(request: Request) -> ArqRedis:
@@ -35,41 +30,11 @@ RegistryDep = Annotated[Registry, Depends(get_registry)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def _jobs_session(request: Request) -> AsyncIterator[Jobs]:
-    """Request-scoped: its exit runs after the response was sent, which is when held jobs are released."""
-    jobs = Jobs(request.state.pool, request.state.registry, request.state.settings, request.state.inflight)
-    try:
-        yield jobs
-    except BaseException:
-        # The route (or writing its on_success jobs) raised, or sending the response failed after a route that
-        # succeeded: release in that last case only.
-        await _settle(jobs, release=jobs.succeeded)
-        raise
-    await _settle(jobs, release=True)
+async def get_jobs(request: Request) -> Jobs:
+    """The route's handle on the queue; it hooks into the request's end only when a route uses a timing mode
+    that needs it (`on_success`, `after_response`)."""
+    state = request.state
+    return Jobs(state.pool, state.registry, state.settings, state.inflight, request.scope)
 
 
-async def _settle(jobs: Jobs, *, release: bool) -> None:
-    try:
-        await (jobs.release_held() if release else jobs.discard_held())
-    except (RedisError, OSError) as exc:  # held jobs run when their hold runs out: late, never lost
-        log.warning("jobs.settle_failed", release=release, error=type(exc).__name__, message=str(exc))
-
-
-async def _jobs_for_route(jobs: Annotated[Jobs, Depends(_jobs_session)]) -> AsyncIterator[Jobs]:
-    """Function-scoped: its exit runs when the route returned, before the response is sent."""
-    try:
-        yield jobs
-    except BaseException:
-        jobs.drop_pending()
-        raise
-    try:
-        await jobs.write_pending()
-    except (RedisError, OSError) as exc:
-        log.warning("jobs.write_failed", error=type(exc).__name__, message=str(exc))
-        raise HTTPException(
-            503, "Redis is unavailable; the request's jobs were not written", {"Retry-After": "2"}
-        ) from None
-    jobs.succeeded = True
-
-
-JobsDep = Annotated[Jobs, Depends(_jobs_for_route, scope="function")]
+JobsDep = Annotated[Jobs, Depends(get_jobs)]

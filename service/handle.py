@@ -13,7 +13,7 @@ a `Job[P, R]`), validated like `POST /v1/jobs`, and returns the job's id. When t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -22,11 +22,14 @@ from uuid import uuid4
 
 import structlog
 from arq.connections import ArqRedis
+from fastapi import HTTPException
+from redis.exceptions import RedisError
 
 from core import holding, keys
 from core.enqueue import DuplicateJob, JobRequest, ReservedJobId, enqueue, enqueue_many
 from core.registry import Job, JobSpec, Registry
 from core.status import JobRecord, read_job
+from service import exits
 from settings import Settings
 
 P = ParamSpec("P")
@@ -90,9 +93,11 @@ class Jobs:
     registry: Registry
     settings: Settings
     inflight: InFlight
-    succeeded: bool = False
+    scope: MutableMapping[str, Any] | None = None  # the request's ASGI scope; None outside a request (`now` only)
     _pending: list[JobRequest] = field(default_factory=list)
     _held: list[holding.Held] = field(default_factory=list)
+    _watching: bool = False
+    _route_succeeded: bool = False
 
     async def enqueue(self, job: Job[P, R], /, *args: P.args, **kwargs: P.kwargs) -> str:
         """Write the job now; returns its id."""
@@ -145,6 +150,8 @@ class Jobs:
         spec, kwargs = self._spec(job, args, kwargs)
         if options.job_id is not None and keys.is_platform_job_id(options.job_id):
             raise ReservedJobId(options.job_id)
+        if options.timing is not Timing.now:
+            self._watch_request()
         queue = self.settings.queue_name
         match options.timing:
             case Timing.now:
@@ -186,28 +193,50 @@ class Jobs:
         """A job's status, result or error, and progress (what `GET /v1/jobs/{id}` shows); None if unknown."""
         return await read_job(self.pool, self.settings.queue_name, job_id)
 
-    async def write_pending(self) -> None:
-        """The route succeeded: write its `on_success` jobs, all in one atomic call."""
-        pending, self._pending = self._pending, []
-        if not pending:
+    def _watch_request(self) -> None:
+        """Be called back when the route returned and when its response was sent (once per request)."""
+        if self._watching:
             return
-        outcomes = await self.inflight.run(enqueue_many(self.pool, pending, queue_name=self.settings.queue_name))
-        for outcome in outcomes:
-            if isinstance(outcome, DuplicateJob):
-                log.info("jobs.duplicate", job_id=outcome.job_id, timing=Timing.on_success.value)
+        if self.scope is None:
+            raise RuntimeError("on_success and after_response need a request: use the handle from JobsDep")
+        exits.on_exit(self.scope, exits.ROUTE_RETURNED, self._route_returned)
+        exits.on_exit(self.scope, exits.RESPONSE_SENT, self._response_sent)
+        self._watching = True
 
-    def drop_pending(self) -> None:
-        self._pending = []
+    async def _route_returned(self, error: BaseException | None) -> None:
+        """The route returned: write its `on_success` jobs, all in one atomic call; it raised: drop them."""
+        pending, self._pending = self._pending, []
+        if error is not None:
+            return
+        if pending:
+            try:
+                outcomes = await self.inflight.run(
+                    enqueue_many(self.pool, pending, queue_name=self.settings.queue_name)
+                )
+            except (RedisError, OSError) as exc:
+                log.warning("jobs.write_failed", error=type(exc).__name__, message=str(exc))
+                raise HTTPException(
+                    503, "Redis is unavailable; the request's jobs were not written", {"Retry-After": "2"}
+                ) from None
+            for outcome in outcomes:
+                if isinstance(outcome, DuplicateJob):
+                    log.info("jobs.duplicate", job_id=outcome.job_id, timing=Timing.on_success.value)
+        self._route_succeeded = True
 
-    async def release_held(self) -> None:
-        """The response was sent: let the `after_response` jobs run."""
+    async def _response_sent(self, error: BaseException | None) -> None:
+        """The request is over: release the `after_response` jobs if the route succeeded (even if sending the
+        response then failed), remove them if it raised. A failed release is only late: the hold runs out."""
         held, self._held = self._held, []
-        await self.inflight.run(holding.release(self.pool, self.settings.queue_name, held))
-
-    async def discard_held(self) -> None:
-        """The route raised: remove the `after_response` jobs it held."""
-        held, self._held = self._held, []
-        await self.inflight.run(holding.discard(self.pool, self.settings.queue_name, held))
+        if not held:
+            return
+        release = error is None or self._route_succeeded
+        try:
+            if release:
+                await self.inflight.run(holding.release(self.pool, self.settings.queue_name, held))
+            else:
+                await self.inflight.run(holding.discard(self.pool, self.settings.queue_name, held))
+        except (RedisError, OSError) as exc:
+            log.warning("jobs.settle_failed", release=release, error=type(exc).__name__, message=str(exc))
 
 
 @dataclass(frozen=True)

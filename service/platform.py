@@ -17,13 +17,12 @@ from typing import Any, TypedDict
 
 import structlog
 from arq.connections import ArqRedis
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from redis.exceptions import RedisError
 
 from core.redis import open_api_pool, redacted
 from core.registry import Registry, load_registry
-from service.errors import answer_platform_errors
 from service.handle import InFlight
 from service.routes import cron, dead, functions, health, jobs, queues, typed, workers
 from settings import Settings, load_settings
@@ -56,10 +55,13 @@ class Platform:
         self.router = self._router()
 
     def _router(self) -> APIRouter:
-        router = APIRouter(generate_unique_id_function=operation_id, dependencies=[Depends(answer_platform_errors)])
-        router.include_router(typed.router(self.registry))  # before `/v1/functions/{name}`
-        for module in (jobs, dead, functions, cron, queues, workers, health):
-            router.include_router(module.router)
+        router = APIRouter(generate_unique_id_function=operation_id)
+        # FastAPI tries routes in order, each at a cost: the enqueue route first, the documentation-only
+        # operations of the typed endpoints (never matched) last.
+        dispatch, document = typed.routers(self.registry)
+        for module_router in (jobs.router, dispatch, dead.router, functions.router, cron.router, queues.router,
+                              workers.router, health.router, document):  # fmt: skip
+            router.include_router(module_router)
         return router
 
     @asynccontextmanager

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from core import dead_letters
 from core.dead_letters import DeadLetter
 from service.deps import PoolDep, SettingsDep
+from service.errors import PlatformRoute
 from service.models import (
     AttemptView,
     DeadLetterPage,
@@ -20,7 +21,7 @@ from service.models import (
     RequeueRequest,
 )
 
-router = APIRouter(prefix="/v1/dead", tags=["dead letters"])
+router = APIRouter(prefix="/v1/dead", tags=["dead letters"], route_class=PlatformRoute)
 
 
 def _view(letter: DeadLetter) -> DeadLetterView:

@@ -7,9 +7,10 @@ from redis.exceptions import RedisError
 
 from core.workers import live_workers
 from service.deps import PoolDep
+from service.errors import PlatformRoute
 from service.models import Health, Readiness
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=PlatformRoute)
 
 
 @router.get("/health")

@@ -19,11 +19,11 @@ from core.exact_json import Unencodable
 from core.registry import UnknownFunction
 from core.status import JobFailure, JobRecord, JobState, read_job
 from service.deps import PoolDep, RegistryDep, SettingsDep
-from service.errors import KwargsInvalid, kwargs_errors
+from service.errors import KwargsInvalid, PlatformRoute, kwargs_errors
 from service.models import BatchAccepted, BatchEnqueueRequest, EnqueueRequest, JobAccepted, JobOutcome, JobView
 from settings import Settings
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=PlatformRoute)
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No job with this id"}}
 POLL_START_S, POLL_MAX_S = 0.01, 0.2

@@ -4,25 +4,31 @@ arguments and its own result type.
 
 The body is the function's argument model plus the enqueue options (`job_id`, `defer_by`, `defer_until`); a
 function parameter with one of those names shadows that option here (it stays available on `POST /v1/jobs`).
-Operation ids are `enqueue_<name>` and `get_<name>_job`.
+Operation ids are `enqueue_<name>` and `get_<name>_job`. Two routes serve them all (found by name), so a
+registry of any size adds two routes to match, not two per function.
 """
 
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Annotated, Any, get_type_hints
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from arq.connections import ArqRedis
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ValidationError, create_model
 from pydantic.fields import FieldInfo
+from starlette.routing import Match
+from starlette.types import Scope
 
 from core.enqueue import enqueue
 from core.exact_json import Unencodable
 from core.registry import JobSpec, Registry
 from service.deps import PoolDep, SettingsDep
-from service.errors import KwargsInvalid
+from service.errors import KwargsInvalid, PlatformRoute
 from service.models import EnqueueRequest, JobAccepted, JobView
 from service.routes.jobs import _accepted, _wait_until_finished
+from settings import Settings
 
 OPTIONS = ("job_id", "defer_by", "defer_until")
 WAIT = Annotated[float, Query(ge=0, description="Seconds to wait for the job to finish (bounded).")]
@@ -56,44 +62,81 @@ def view_model(spec: JobSpec) -> type[BaseModel]:
     )
 
 
-def _options_of(spec: JobSpec, body: BaseModel, options: tuple[str, ...]) -> EnqueueRequest:
-    """Check the options with the generic endpoint's own rules (reserved ids, one deferral, bounds)."""
+@dataclass(frozen=True)
+class TypedFunction:
+    """One function's typed endpoints: its body and view models."""
+
+    spec: JobSpec
+    body: type[BaseModel]
+    options: tuple[str, ...]
+    arguments: tuple[str, ...]
+    view: type[BaseModel]
+
+    @classmethod
+    def of(cls, spec: JobSpec) -> TypedFunction:
+        body, options = request_model(spec)
+        return cls(spec, body, options, tuple(spec.arguments.model_fields), view_model(spec))
+
+
+async def _enqueue(function: TypedFunction, raw: bytes, pool: ArqRedis, response: Response) -> JobAccepted:
+    spec = function.spec
     try:
-        return EnqueueRequest(function=spec.name, **{name: getattr(body, name) for name in options})
+        body = function.body.model_validate_json(raw or b"{}")
+        given = {name: value for name in function.options if (value := getattr(body, name)) is not None}
+        # The generic endpoint's own rules for the options (reserved ids, one deferral, bounds).
+        options = EnqueueRequest(function=spec.name, **given) if given else None
     except ValidationError as exc:
         raise KwargsInvalid.of(exc, ("body",)) from None
+    try:
+        accepted = await enqueue(
+            pool,
+            spec,
+            {name: getattr(body, name) for name in function.arguments},
+            job_id=options.job_id if options else None,
+            defer_by=options.defer_by if options else None,
+            defer_until=options.defer_until if options else None,
+        )
+    except (ValidationError, Unencodable) as exc:
+        raise KwargsInvalid.of(exc, ("body",)) from None
+    response.headers["Location"] = f"/v1/functions/{spec.name}/jobs/{accepted.job_id}"
+    return _accepted(spec.name, accepted)
 
 
-def _add_function(router: APIRouter, spec: JobSpec) -> None:
-    body_model, options = request_model(spec)
-    arguments = [name for name in spec.arguments.model_fields]
-    path = f"/{spec.name}/jobs"
+async def _view(function: TypedFunction, job_id: str, pool: ArqRedis, settings: Settings, wait: float) -> Response:
+    record = await _wait_until_finished(pool, settings, job_id, min(wait, settings.result_wait_max_seconds))
+    if record.function != function.spec.name:
+        raise HTTPException(404, f"no job with id {job_id!r} of function {function.spec.name!r}")
+    view = function.view.model_validate(JobView.of(record).model_dump())
+    return Response(view.model_dump_json(), media_type="application/json")
 
-    async def enqueue_typed(body: Any, pool: Any, settings: Any, response: Response) -> JobAccepted:
-        request = _options_of(spec, body, options)
-        try:
-            accepted = await enqueue(
-                pool,
-                spec,
-                {name: getattr(body, name) for name in arguments},
-                job_id=request.job_id,
-                defer_by=request.defer_by,
-                defer_until=request.defer_until,
-            )
-        except (ValidationError, Unencodable) as exc:
-            raise KwargsInvalid.of(exc, ("body",)) from None
-        response.headers["Location"] = f"/v1/functions/{spec.name}/jobs/{accepted.job_id}"
-        return _accepted(spec.name, accepted)
 
-    enqueue_typed.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+class SchemaOnlyRoute(PlatformRoute):
+    """A per-function operation for the OpenAPI document; requests reach it through the dispatch routes.
+
+    FastAPI tries routes one by one, at a cost per route, so two routes per function would slow every route
+    after them; the two dispatch routes find the function by name instead, and these never match."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        return Match.NONE, {}
+
+
+def _signature(*parameters: tuple[str, Any, Any]) -> inspect.Signature:
+    return inspect.Signature(
         [
-            inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=body_model),
-            inspect.Parameter("pool", inspect.Parameter.KEYWORD_ONLY, annotation=PoolDep),
-            inspect.Parameter("settings", inspect.Parameter.KEYWORD_ONLY, annotation=SettingsDep),
-            inspect.Parameter("response", inspect.Parameter.KEYWORD_ONLY, annotation=Response),
-        ],
-        return_annotation=JobAccepted,
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+            for name, annotation, default in parameters
+        ]
     )
+
+
+def _document(router: APIRouter, function: TypedFunction) -> None:
+    """Add the function's two operations (`enqueue_<name>`, `get_<name>_job`) to the document."""
+    spec, path, empty = function.spec, f"/{function.spec.name}/jobs", inspect.Parameter.empty
+
+    async def enqueue_typed(**kwargs: Any) -> JobAccepted:
+        raise NotImplementedError  # never matched: see SchemaOnlyRoute
+
+    enqueue_typed.__signature__ = _signature(("body", function.body, empty))  # type: ignore[attr-defined]
     router.add_api_route(
         path,
         enqueue_typed,
@@ -106,48 +149,50 @@ def _add_function(router: APIRouter, spec: JobSpec) -> None:
         description=(spec.description or spec.name)
         + "\n\nThe body is the function's own arguments, validated against its signature, plus the options.",
         responses={409: {"description": "A job with this job_id exists"}, 503: {"description": "Redis unavailable"}},
+        route_class_override=SchemaOnlyRoute,
     )
 
-    async def get_typed(job_id: str, pool: Any, settings: Any, wait: float = 0) -> JobView:
-        record = await _wait_until_finished(pool, settings, job_id, min(wait, settings.result_wait_max_seconds))
-        if record.function != spec.name:
-            raise HTTPException(404, f"no job with id {job_id!r} of function {spec.name!r}")
-        return JobView.of(record)
+    async def get_typed(**kwargs: Any) -> Any:
+        raise NotImplementedError  # never matched: see SchemaOnlyRoute
 
-    get_typed.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [
-            inspect.Parameter("job_id", inspect.Parameter.KEYWORD_ONLY, annotation=str),
-            inspect.Parameter("pool", inspect.Parameter.KEYWORD_ONLY, annotation=PoolDep),
-            inspect.Parameter("settings", inspect.Parameter.KEYWORD_ONLY, annotation=SettingsDep),
-            inspect.Parameter("wait", inspect.Parameter.KEYWORD_ONLY, annotation=WAIT, default=0),
-        ],
-    )
+    get_typed.__signature__ = _signature(("job_id", str, empty), ("wait", WAIT, 0))  # type: ignore[attr-defined]
     router.add_api_route(
         path + "/{job_id}",
         get_typed,
         methods=["GET"],
-        response_model=view_model(spec),
+        response_model=function.view,
         name=f"get_{spec.name}_job",
         operation_id=f"get_{spec.name}_job",
         summary=f"Get a {spec.name} job",
         description=f"A `{spec.name}` job: status, arguments, progress, and its result typed by the function's "
         "return annotation. `wait` waits up to N seconds for it to finish.",
         responses={404: {"description": "No job of this function with this id"}},
+        route_class_override=SchemaOnlyRoute,
     )
 
 
-def router(registry: Registry) -> APIRouter:
-    """The typed endpoints of every registered function, and a 404 for names that are not registered."""
-    typed = APIRouter(prefix="/v1/functions", tags=["typed"])
-    for name in sorted(registry.jobs):
-        _add_function(typed, registry.jobs[name])
+def routers(registry: Registry) -> tuple[APIRouter, APIRouter]:
+    """The two routes that serve every function's typed endpoints, and the per-function operations that
+    document them (include this one last)."""
+    functions = {name: TypedFunction.of(spec) for name, spec in sorted(registry.jobs.items())}
 
-    @typed.post("/{name}/jobs", include_in_schema=False, status_code=202)
-    async def enqueue_unknown(name: str) -> None:
-        raise HTTPException(404, f"no function named {name!r} is registered")
+    def find(name: str) -> TypedFunction:
+        try:
+            return functions[name]
+        except KeyError:
+            raise HTTPException(404, f"no function named {name!r} is registered") from None
 
-    @typed.get("/{name}/jobs/{job_id}", include_in_schema=False)
-    async def get_unknown(name: str, job_id: str) -> None:
-        raise HTTPException(404, f"no function named {name!r} is registered")
+    dispatch = APIRouter(prefix="/v1/functions", route_class=PlatformRoute, include_in_schema=False)
 
-    return typed
+    @dispatch.post("/{name}/jobs", status_code=202)
+    async def enqueue_by_name(name: str, request: Request, pool: PoolDep, response: Response) -> JobAccepted:
+        return await _enqueue(find(name), await request.body(), pool, response)
+
+    @dispatch.get("/{name}/jobs/{job_id}")
+    async def get_by_name(name: str, job_id: str, pool: PoolDep, settings: SettingsDep, wait: WAIT = 0) -> Response:
+        return await _view(find(name), job_id, pool, settings, wait)
+
+    document = APIRouter(prefix="/v1/functions", tags=["typed"], route_class=PlatformRoute)
+    for function in functions.values():
+        _document(document, function)
+    return dispatch, document

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import BackgroundTasks, FastAPI, HTTPException, Request
 
 from core.registry import Registry
 from service import JobsDep, Platform, Timing
@@ -16,14 +16,6 @@ from settings import Settings
 from tests.support.sample_jobs import echo, sleep_for
 
 LINGER_S = 30.0
-
-
-async def linger(request: Request) -> AsyncIterator[None]:
-    """Request-scoped, entered after the jobs handle, so its exit runs first, after the response was sent: it
-    keeps the process busy between the response and the release (where a crash is the interesting case)."""
-    yield
-    if request.query_params.get("linger"):
-        await asyncio.sleep(LINGER_S)
 
 
 def build(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
@@ -40,18 +32,21 @@ def build(settings: Settings | None = None, registry: Registry | None = None) ->
     async def post_echo(
         jobs: JobsDep,
         request: Request,
-        _: Annotated[None, Depends(linger)],
+        background: BackgroundTasks,
         value: str = "x",
         timing: Timing = Timing.now,
         fail: bool = False,
         delay: float = 0,
         job_id: str | None = None,
+        linger: bool = False,
     ) -> dict[str, Any]:
         if delay:
             await asyncio.sleep(delay)
         queued = await jobs.options(timing, job_id=job_id).enqueue(echo, value=value)
         if fail:
             raise HTTPException(400, "the route failed after enqueueing")
+        if linger:  # background tasks run after the response was sent and before the release
+            background.add_task(asyncio.sleep, LINGER_S)
         return {"job_id": queued, "greeting": request.state.greeting}
 
     @app.post("/two")
