@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ParamSpec, TypeVar
 from uuid import uuid4
@@ -26,7 +26,15 @@ from fastapi import HTTPException
 from redis.exceptions import RedisError
 
 from core import holding, keys
-from core.enqueue import DuplicateJob, JobRequest, ReservedJobId, enqueue, enqueue_many
+from core.enqueue import (
+    DuplicateJob,
+    InvalidBatchItem,
+    JobRequest,
+    ReservedJobId,
+    enqueue,
+    enqueue_many,
+    prepare_many,
+)
 from core.registry import Job, JobSpec, Registry
 from core.status import JobRecord, read_job
 from service import exits
@@ -116,6 +124,8 @@ class Jobs:
             raise ValueError("give defer_by or defer_until, not both")
         if defer_by is not None and defer_by < 0:
             raise ValueError("defer_by must be >= 0")
+        if defer_until is not None and defer_until.tzinfo is None:
+            defer_until = defer_until.replace(tzinfo=UTC)  # as the API reads it: no offset means UTC
         return Enqueuer(self, EnqueueOptions(Timing(timing), job_id, defer_by, defer_until))
 
     @property
@@ -168,11 +178,16 @@ class Jobs:
                 )
                 return accepted.job_id
             case Timing.on_success:
-                spec.validate(kwargs)  # fail in the route, where the caller can see it
-                request = JobRequest(spec, kwargs, options.job_id or uuid4().hex, options.defer_by, options.defer_until)
+                job_id = options.job_id or uuid4().hex
+                if any(pending.job_id == job_id for pending in self._pending):
+                    raise ValueError(f"job_id {job_id!r} is already enqueued on_success by this request")
+                request = JobRequest(spec, kwargs, job_id, options.defer_by, options.defer_until)
+                try:  # validate and encode now, in the route, where the caller sees the error
+                    prepare_many([request], self.pool.expires_extra_ms)
+                except InvalidBatchItem as exc:
+                    raise exc.errors[0] from None
                 self._pending.append(request)
-                assert request.job_id is not None
-                return request.job_id
+                return job_id
             case Timing.after_response:
                 held = await self.inflight.run(
                     holding.hold(

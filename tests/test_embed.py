@@ -20,7 +20,7 @@ from core import holding
 from core.registry import Registry
 from core.status import JobState, read_job
 from core.worker import PlatformWorker
-from service.handle import InFlight
+from service.handle import InFlight, Timing
 from settings import Settings
 from tests.conftest import make_settings
 from tests.support import embed_app
@@ -219,3 +219,73 @@ async def test_on_success_jobs_are_one_batch_and_a_duplicate_id_is_kept(
 def test_grace_period_is_a_setting(redis_server: Any) -> None:
     assert make_settings(redis_server.url, hold_grace_seconds=2).hold_grace_seconds == 2
     assert make_settings(redis_server.url).hold_grace_seconds == 30
+
+
+async def test_timing_modes_other_than_now_need_a_request(
+    settings: Settings, registry: Registry, redis: ArqRedis
+) -> None:
+    from service.handle import Jobs
+
+    jobs = Jobs(redis, registry, settings, InFlight())  # outside a request: no exit stacks to hook
+    assert await jobs.enqueue(embed_app.echo, value=1)
+    with pytest.raises(RuntimeError, match="need a request"):
+        await jobs.after_response.enqueue(embed_app.echo, value=1)
+
+
+async def test_on_success_jobs_that_cannot_be_written_answer_503(
+    registry: Registry, redis_server: Any, redis: ArqRedis
+) -> None:
+    from core.embedded_redis import free_port
+
+    unreachable = make_settings(f"redis://127.0.0.1:{free_port()}/0", redis_timeout_seconds=0.5)
+    async with serve(embed_app.build(unreachable, registry)) as client:
+        response = await client.post("/echo", params={"timing": "on_success"})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+
+
+async def test_per_call_options_in_every_timing_mode(settings: Settings, registry: Registry, redis: ArqRedis) -> None:
+    app = embed_app.build(settings, registry)
+    later = datetime.now(UTC).replace(tzinfo=None) + timedelta(minutes=2)  # naive: read as UTC, like the API
+
+    @app.post("/options")
+    async def options(jobs: embed_app.JobsDep) -> dict[str, str]:
+        return {
+            "now": await jobs.options("now", job_id="o-now", defer_by=60).enqueue(embed_app.echo, value=1),
+            "on_success": await jobs.options("on_success", job_id="o-ok", defer_until=later).enqueue(
+                embed_app.echo, value=2
+            ),
+            "after_response": await jobs.options(Timing.after_response, job_id="o-after", defer_by=90).enqueue(
+                embed_app.echo, value=3
+            ),
+        }
+
+    async with serve(app) as client:
+        started = time.time()
+        response = await client.post("/options")
+    assert response.json() == {"now": "o-now", "on_success": "o-ok", "after_response": "o-after"}
+    scores = {job_id: await redis.zscore("arq:queue", job_id) for job_id in ("o-now", "o-ok", "o-after")}
+    assert scores["o-now"] == pytest.approx((started + 60) * 1000, abs=1500)
+    assert scores["o-ok"] == pytest.approx(later.replace(tzinfo=UTC).timestamp() * 1000, abs=2)
+    assert scores["o-after"] == pytest.approx((started + 90) * 1000, abs=1500)  # released to its own time
+
+
+async def test_an_id_given_twice_on_success_fails_in_the_route(
+    settings: Settings, registry: Registry, redis: ArqRedis
+) -> None:
+    app = embed_app.build(settings, registry)
+
+    @app.post("/twice")
+    async def twice(jobs: embed_app.JobsDep) -> str:
+        await jobs.options("on_success", job_id="t").enqueue(embed_app.echo, value=1)
+        try:
+            await jobs.options("on_success", job_id="t").enqueue(embed_app.echo, value=2)
+        except ValueError as exc:
+            return str(exc)
+        return "accepted twice"
+
+    async with serve(app) as client:
+        response = await client.post("/twice")
+    assert "already enqueued" in response.json()
+    record = await read_job(redis, "arq:queue", "t")
+    assert record is not None and record.kwargs == {"value": 1}
