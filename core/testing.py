@@ -23,6 +23,8 @@ async def test_signup_sends_the_welcome_email(job_settings, run_jobs, job_record
 - `job_redis`: a pool on it, flushed before each test.
 - `run_jobs`: `await run_jobs()` runs an in-process worker (the production one) until no job is due and none
   is running, and returns the counts; `deferred=True` also waits for deferred jobs; `max_seconds` (30) bounds it.
+- `job_worker`: instead, a worker running in process for the whole test (for tests that wait for results
+  the way clients do, `GET /v1/jobs/{id}/result?wait=5`).
 - `job_record`: `await job_record(job_id)` is the job's status, result, error and progress (`JobRecord`).
 - `app_client(app)`: an `httpx.AsyncClient` on your app with its lifespan run (needs `asgi-lifespan`).
 """
@@ -137,6 +139,22 @@ def run_jobs(job_settings: Settings, job_registry: Registry, job_redis: ArqRedis
         return JobsRun(worker.jobs_complete, worker.jobs_failed, worker.jobs_retried)
 
     return run
+
+
+@pytest_asyncio.fixture
+async def job_worker(
+    job_settings: Settings, job_registry: Registry, job_redis: ArqRedis
+) -> AsyncIterator[PlatformWorker]:
+    """A worker running in process for the whole test, for tests that wait for results the way clients do
+    (`GET /v1/jobs/{id}/result?wait=5`); stopped, its running jobs finished, at the end."""
+    options = worker_kwargs(job_settings, job_registry)
+    options.update(cron_jobs=[], handle_signals=False, poll_delay=0.01)
+    worker = PlatformWorker(**options)
+    task = asyncio.create_task(worker.async_run())
+    yield worker
+    worker.handle_sig(Signals.SIGINT)
+    await asyncio.gather(task, return_exceptions=True)
+    await worker.close()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from uuid import uuid4
 import structlog
 from arq.connections import ArqRedis
 from fastapi import HTTPException
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from core import holding, keys
@@ -35,15 +36,36 @@ from core.enqueue import (
     enqueue_many,
     prepare_many,
 )
+from core.exact_json import Unencodable
 from core.registry import Job, JobSpec, Registry
 from core.status import JobRecord, read_job
 from service import exits
+from service.errors import kwargs_errors
 from settings import Settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 log = structlog.get_logger("api")
+
+
+class InvalidJobArguments(HTTPException, ValueError):
+    """The arguments a route gave a job failed its contract: a 422 like the API's (each error located under
+    `job.<function>`) unless the route catches it; `errors` are pydantic's."""
+
+    def __init__(self, function: str, error: ValidationError | Unencodable | ValueError) -> None:
+        detail = kwargs_errors(error, ("job", function))
+        super().__init__(422, detail)
+        self.errors = detail
+
+
+class JobAlreadyExists(DuplicateJob, HTTPException):
+    """The route gave a `job_id` that already names a job: a 409 like the API's unless the route catches it
+    (it is a `core.enqueue.DuplicateJob` too)."""
+
+    def __init__(self, job_id: str) -> None:
+        HTTPException.__init__(self, 409, f"a job with id {job_id!r} already exists")
+        self.job_id = job_id
 
 
 class Timing(StrEnum):
@@ -159,48 +181,59 @@ class Jobs:
     ) -> str:
         spec, kwargs = self._spec(job, args, kwargs)
         if options.job_id is not None and keys.is_platform_job_id(options.job_id):
-            raise ReservedJobId(options.job_id)
+            raise InvalidJobArguments(spec.name, ReservedJobId(options.job_id))
         if options.timing is not Timing.now:
             self._watch_request()
         queue = self.settings.queue_name
         match options.timing:
             case Timing.now:
-                accepted = await self.inflight.run(
-                    enqueue(
-                        self.pool,
-                        spec,
-                        kwargs,
-                        job_id=options.job_id,
-                        defer_by=options.defer_by,
-                        defer_until=options.defer_until,
-                        queue_name=queue,
+                try:
+                    accepted = await self.inflight.run(
+                        enqueue(
+                            self.pool,
+                            spec,
+                            kwargs,
+                            job_id=options.job_id,
+                            defer_by=options.defer_by,
+                            defer_until=options.defer_until,
+                            queue_name=queue,
+                        )
                     )
-                )
+                except (ValidationError, Unencodable) as exc:
+                    raise InvalidJobArguments(spec.name, exc) from None
+                except DuplicateJob as exc:
+                    raise JobAlreadyExists(exc.job_id) from None
                 return accepted.job_id
             case Timing.on_success:
                 job_id = options.job_id or uuid4().hex
                 if any(pending.job_id == job_id for pending in self._pending):
-                    raise ValueError(f"job_id {job_id!r} is already enqueued on_success by this request")
+                    given_twice = ValueError(f"job_id {job_id!r} is already enqueued on_success by this request")
+                    raise InvalidJobArguments(spec.name, given_twice)
                 request = JobRequest(spec, kwargs, job_id, options.defer_by, options.defer_until)
                 try:  # validate and encode now, in the route, where the caller sees the error
                     prepare_many([request], self.pool.expires_extra_ms)
                 except InvalidBatchItem as exc:
-                    raise exc.errors[0] from None
+                    raise InvalidJobArguments(spec.name, exc.errors[0]) from None
                 self._pending.append(request)
                 return job_id
             case Timing.after_response:
-                held = await self.inflight.run(
-                    holding.hold(
-                        self.pool,
-                        spec,
-                        kwargs,
-                        grace_s=self.settings.hold_grace_seconds,
-                        job_id=options.job_id,
-                        defer_by=options.defer_by,
-                        defer_until=options.defer_until,
-                        queue_name=queue,
+                try:
+                    held = await self.inflight.run(
+                        holding.hold(
+                            self.pool,
+                            spec,
+                            kwargs,
+                            grace_s=self.settings.hold_grace_seconds,
+                            job_id=options.job_id,
+                            defer_by=options.defer_by,
+                            defer_until=options.defer_until,
+                            queue_name=queue,
+                        )
                     )
-                )
+                except (ValidationError, Unencodable) as exc:
+                    raise InvalidJobArguments(spec.name, exc) from None
+                except DuplicateJob as exc:
+                    raise JobAlreadyExists(exc.job_id) from None
                 self._held.append(held)
                 return held.job_id
 

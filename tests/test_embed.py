@@ -187,8 +187,24 @@ async def test_handle_refuses_a_reserved_id_and_invalid_arguments(
 
     async with serve(app) as client:
         assert (await client.post("/bad")).status_code == 200
-    assert errors == ["ReservedJobId", "ValidationError", "ValidationError"]
+    assert errors == ["InvalidJobArguments"] * 3  # a 422 HTTPException, and a ValueError
     assert await redis.zcard("arq:queue") == 0
+
+
+async def test_a_route_that_does_not_catch_them_answers_422_and_409(
+    user_app: httpx.AsyncClient, redis: ArqRedis
+) -> None:
+    reserved = await user_app.post("/echo", params={"job_id": "platform:mine"})
+    assert reserved.status_code == 422
+    assert reserved.json()["detail"][0]["loc"] == ["job", "job_id"]
+    for timing in ("now", "after_response"):
+        await user_app.post("/echo", params={"timing": timing, "job_id": f"x-{timing}"})
+        again = await user_app.post("/echo", params={"timing": timing, "job_id": f"x-{timing}"})
+        assert again.status_code == 409
+        assert "already exists" in again.json()["detail"]
+    bad = await user_app.post("/bad-email")
+    assert bad.status_code == 422
+    assert [e["loc"] for e in bad.json()["detail"]] == [["job", "send_welcome_email", "email"]]
 
 
 async def test_shutdown_waits_for_writes_in_flight() -> None:

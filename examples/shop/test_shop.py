@@ -66,3 +66,11 @@ async def test_the_platform_api_is_served_by_the_shop(shop: httpx.AsyncClient) -
     assert "send_welcome_email" in {f["name"] for f in functions.json()}
     typed = await shop.post("/v1/functions/send_welcome_email/jobs", json={"email": "bo@example.com", "name": "Bo"})
     assert typed.status_code == 202
+
+
+async def test_a_client_can_wait_for_the_welcome_email(shop: httpx.AsyncClient, job_worker: Any) -> None:
+    signup = await shop.post("/signup", json={"email": "cy@example.com", "name": "Cy"})
+    job_id = signup.json()["welcome_email_job"]
+    result = await shop.get(f"/v1/jobs/{job_id}/result", params={"wait": 5})
+    assert result.status_code == 200
+    assert result.json()["result"]["to"] == "cy@example.com"

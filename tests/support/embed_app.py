@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import BackgroundTasks, FastAPI, HTTPException, Request
 
 from core.registry import Registry
+from jobs.emails import send_welcome_email
 from service import JobsDep, Platform, Timing
 from settings import Settings
 from tests.support.sample_jobs import echo, sleep_for
@@ -48,6 +49,10 @@ def build(settings: Settings | None = None, registry: Registry | None = None) ->
         if linger:  # background tasks run after the response was sent and before the release
             background.add_task(asyncio.sleep, LINGER_S)
         return {"job_id": queued, "greeting": request.state.greeting}
+
+    @app.post("/bad-email")
+    async def bad_email(jobs: JobsDep) -> None:
+        await jobs.after_response.enqueue(send_welcome_email, email="not-an-email", name="Ada")
 
     @app.post("/two")
     async def post_two(jobs: JobsDep) -> dict[str, str]:
