@@ -33,8 +33,10 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 async def get_jobs(request: Request) -> Jobs:
     """The route's handle on the queue; it hooks into the request's end only when a route uses a timing mode
     that needs it (`on_success`, `after_response`)."""
-    state = request.state
-    return Jobs(state.pool, state.registry, state.settings, state.inflight, request.scope)
+    state = request.scope.get("state") or {}
+    if "inflight" not in state:
+        raise RuntimeError("JobsDep needs the platform's lifespan: FastAPI(lifespan=platform.lifespan())")
+    return Jobs(state["pool"], state["registry"], state["settings"], state["inflight"], request.scope)
 
 
 JobsDep = Annotated[Jobs, Depends(get_jobs)]

@@ -305,3 +305,15 @@ async def test_an_id_given_twice_on_success_fails_in_the_route(
     assert "already enqueued" in response.json()
     record = await read_job(redis, "arq:queue", "t")
     assert record is not None and record.kwargs == {"value": 1}
+
+
+async def test_the_handle_without_the_platforms_lifespan_says_what_is_missing() -> None:
+    app = FastAPI()
+
+    @app.post("/x")
+    async def x(jobs: embed_app.JobsDep) -> None: ...
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        with pytest.raises(RuntimeError, match="needs the platform's lifespan"):
+            await client.post("/x")
