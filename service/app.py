@@ -26,5 +26,5 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         lifespan=platform.lifespan(),
     )
     install_error_handlers(app)
-    app.include_router(platform.router)
+    platform.include_in(app)
     return app

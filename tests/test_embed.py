@@ -317,3 +317,9 @@ async def test_the_handle_without_the_platforms_lifespan_says_what_is_missing() 
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         with pytest.raises(RuntimeError, match="needs the platform's lifespan"):
             await client.post("/x")
+
+
+def test_the_mounted_router_keeps_readable_operation_ids(settings: Settings, registry: Registry) -> None:
+    document = embed_app.build(settings, registry).openapi()
+    operation_ids = {op["operationId"] for ops in document["paths"].values() for op in ops.values()}
+    assert {"enqueue_job", "get_job", "abort_job", "enqueue_echo", "get_echo_job", "list_dead"} <= operation_ids
