@@ -10,7 +10,7 @@ ARQ_STAMP := $(ARQ_VENV)/.installed
 DATA_DIR ?= .data
 
 .PHONY: help install run api worker check-worker test test-arq test-full lint typecheck check bench clean clean-data \
-	key redis-acl
+	key redis-acl example
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/:.*## /\t/'
@@ -31,6 +31,9 @@ install: $(STAMP)  ## create .venv and install the project with its dev tools
 
 run: $(STAMP)  ## API + worker + (embedded) Redis; Ctrl-C stops everything
 	$(BIN)/python run_platform.py
+
+example: $(STAMP)  ## the example shop app (examples/shop) + one worker + (embedded) Redis; Ctrl-C stops everything
+	$(BIN)/python -m examples.shop
 
 api: $(STAMP)  ## the API alone, on API_HOST:API_PORT, against REDIS_URL
 	$(BIN)/python -m service.main

@@ -95,7 +95,7 @@ class StopRequest:
         self.requested = True
 
 
-def run(settings: Settings, stop_request: StopRequest) -> int:
+def run(settings: Settings, stop_request: StopRequest, app: str | None = None) -> int:
     """Start Redis (if needed), the worker and the API; stop them in that order's reverse when asked."""
     settings, redis = ensure_redis(settings)
     children: list[tuple[str, subprocess.Popen[bytes], float]] = []
@@ -107,7 +107,19 @@ def run(settings: Settings, stop_request: StopRequest) -> int:
         env = {**os.environ, "REDIS_URL": settings.redis_url}
         worker = spawn("worker", [sys.executable, "-m", "arq", "worker.WorkerSettings"], env)
         children.append(("worker", worker, settings.shutdown_grace_seconds + 10))
-        api = spawn("api", [sys.executable, "-m", "service.main"], env)  # serves on API_HOST:API_PORT
+        serve = [sys.executable, "-m", "service.main"]  # serves on API_HOST:API_PORT
+        if app is not None:  # another app (the example shop): plain uvicorn
+            serve = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                app,
+                "--host",
+                settings.api_host,
+                "--port",
+                str(settings.api_port),
+            ]
+        api = spawn("api", serve, env)
         children.append(("api", api, 10))
         while not stop_request.requested:
             if api.poll() is not None or worker.poll() is not None:
@@ -123,12 +135,13 @@ def run(settings: Settings, stop_request: StopRequest) -> int:
     return exit_code
 
 
-def main() -> int:
+def main(app: str | None = None) -> int:
+    """Run Redis (if needed), one worker and the API (or `app`, an ASGI `module:attribute`) until Ctrl-C."""
     stop_request = StopRequest()
     settings = load_settings()
     check_job_modules(settings)
     configure_logging(settings)
-    return run(settings, stop_request)
+    return run(settings, stop_request, app)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     heartbeat_every_seconds: int = Field(
         60, ge=1, description="Schedule of the `record_heartbeat` cron job; must divide 60 or be a multiple of 60."
     )
+    hold_grace_seconds: float = Field(
+        30,
+        ge=0.1,
+        le=3600,
+        description="A job a route enqueued to run after its response is held in Redis until the response is sent; "
+        "if the API process dies first, the job is released by the queue itself after this long.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] | None = Field(
         None, description="`json` or `console`; unset means console on a terminal, json otherwise."

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from core.registry import Registry
 from service.auth import ANONYMOUS, Principal
+from service.handle import Jobs
 from service.limits import WaitSlots
 from settings import Settings
 
@@ -40,3 +41,15 @@ RegistryDep = Annotated[Registry, Depends(get_registry)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WaitSlotsDep = Annotated[WaitSlots, Depends(get_waits)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_jobs(request: Request) -> Jobs:
+    """The route's handle on the queue; it hooks into the request's end only when a route uses a timing mode
+    that needs it (`on_success`, `after_response`)."""
+    state = request.scope.get("state") or {}
+    if "inflight" not in state:
+        raise RuntimeError("JobsDep needs the platform's lifespan: FastAPI(lifespan=platform.lifespan())")
+    return Jobs(state["pool"], state["registry"], state["settings"], state["inflight"], request.scope)
+
+
+JobsDep = Annotated[Jobs, Depends(get_jobs)]

@@ -4,14 +4,14 @@ naming the field, a Redis that is lost, full (OOM under `noeviction`) or read-on
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import iter_route_contexts
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -141,47 +141,89 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted({method for route in chosen for method in (route.methods or ())})
 
 
+async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return problems_response(422, _validation_problems(exc.errors()))
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    loc = exc.loc if isinstance(exc, ApiError) else ()
+    type_ = exc.type_ if isinstance(exc, ApiError) else None
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # Starlette lists the methods of one route; a path may have several
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return error_response(exc.status_code, str(exc.detail), type_, loc, headers)
+
+
+async def unknown_function(request: Request, exc: UnknownFunction) -> JSONResponse:
+    return error_response(422, str(exc), "unknown_function", ["body", "function"])
+
+
+async def unknown_function_at(request: Request, exc: UnknownFunctionAt) -> JSONResponse:
+    return error_response(422, str(exc), "unknown_function", [*exc.loc, "function"])
+
+
+async def kwargs_invalid(request: Request, exc: KwargsInvalid) -> JSONResponse:
+    return problems_response(422, exc.detail)
+
+
+async def duplicate_job(request: Request, exc: DuplicateJob) -> JSONResponse:
+    return error_response(409, str(exc), "duplicate_job", ["body", "job_id"])
+
+
+async def redis_unavailable(request: Request, exc: RedisError) -> JSONResponse:
+    log.warning("api.redis_unavailable", path=request.url.path, error=type(exc).__name__, message=str(exc))
+    return error_response(
+        503,
+        f"Redis is unavailable ({type(exc).__name__}); retry shortly",
+        "redis_unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("api.unexpected_error", path=request.url.path)
+    return error_response(500, "internal error; see the API logs", "internal_error")
+
+
+# The platform's own errors and their answers, in the one error shape; `unexpected` is the standalone app's.
+PLATFORM_ERRORS: dict[type[Exception], Callable[[Request, Any], Awaitable[JSONResponse]]] = {
+    UnknownFunction: unknown_function,
+    UnknownFunctionAt: unknown_function_at,
+    KwargsInvalid: kwargs_invalid,
+    DuplicateJob: duplicate_job,
+    RedisError: redis_unavailable,
+}
+# What a platform route answers itself, inside any app: its own errors, and its request's validation and HTTP
+# errors in the platform's shape rather than the host app's.
+ROUTE_ERRORS: dict[type[Exception], Callable[[Request, Any], Awaitable[JSONResponse]]] = {
+    RequestValidationError: request_invalid,
+    StarletteHTTPException: http_error,
+    **PLATFORM_ERRORS,
+}
+ROUTE_ERROR_TYPES = tuple(ROUTE_ERRORS)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return problems_response(422, _validation_problems(exc.errors()))
+    app.add_exception_handler(RequestValidationError, request_invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
+    for exc_class, handler in PLATFORM_ERRORS.items():
+        app.add_exception_handler(exc_class, handler)
+    app.add_exception_handler(Exception, unexpected)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        loc = exc.loc if isinstance(exc, ApiError) else ()
-        type_ = exc.type_ if isinstance(exc, ApiError) else None
-        headers = dict(exc.headers or {})
-        if exc.status_code == 405:  # Starlette lists the methods of one route; a path may have several
-            headers["Allow"] = ", ".join(_allowed_methods(request))
-        return error_response(exc.status_code, str(exc.detail), type_, loc, headers)
 
-    @app.exception_handler(UnknownFunction)
-    async def unknown_function(request: Request, exc: UnknownFunction) -> JSONResponse:
-        return error_response(422, str(exc), "unknown_function", ["body", "function"])
+class PlatformRoute(APIRoute):
+    """The platform's routes answer its own errors themselves (as `install_error_handlers` would), so they
+    behave the same inside any app that includes them: exception handlers belong to the app. One `try` per
+    request; a router-level dependency doing the same costs far more (FastAPI solves it on every request)."""
 
-    @app.exception_handler(UnknownFunctionAt)
-    async def unknown_function_at(request: Request, exc: UnknownFunctionAt) -> JSONResponse:
-        return error_response(422, str(exc), "unknown_function", [*exc.loc, "function"])
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
 
-    @app.exception_handler(KwargsInvalid)
-    async def kwargs_invalid(request: Request, exc: KwargsInvalid) -> JSONResponse:
-        return problems_response(422, exc.detail)
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ROUTE_ERROR_TYPES as exc:
+                answer = next(h for cls, h in ROUTE_ERRORS.items() if isinstance(exc, cls))
+                return await answer(request, exc)
 
-    @app.exception_handler(DuplicateJob)
-    async def duplicate_job(request: Request, exc: DuplicateJob) -> JSONResponse:
-        return error_response(409, str(exc), "duplicate_job", ["body", "job_id"])
-
-    @app.exception_handler(RedisError)
-    async def redis_unavailable(request: Request, exc: RedisError) -> JSONResponse:
-        log.warning("api.redis_unavailable", path=request.url.path, error=type(exc).__name__, message=str(exc))
-        return error_response(
-            503,
-            f"Redis is unavailable ({type(exc).__name__}); retry shortly",
-            "redis_unavailable",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("api.unexpected_error", path=request.url.path)
-        return error_response(500, "internal error; see the API logs", "internal_error")
+        return handle

@@ -11,9 +11,10 @@ from fastapi import APIRouter
 from core import cron_ticks
 from core.cron_runs import CronRuns, read_runs
 from service.deps import PoolDep, RegistryDep
+from service.errors import PlatformRoute
 from service.models import CronRunView, CronView
 
-router = APIRouter(prefix="/v1/cron", tags=["cron"])
+router = APIRouter(prefix="/v1/cron", tags=["cron"], route_class=PlatformRoute)
 
 # A tick counts as missed once it is this far in the past with no run recorded for it.
 MISSED_AFTER = timedelta(seconds=5)

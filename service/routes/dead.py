@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 from core import dead_letters
 from core.dead_letters import DeadLetter
 from service.deps import PoolDep, SettingsDep
-from service.errors import ApiError
+from service.errors import ApiError, PlatformRoute
 from service.models import (
     AttemptView,
     DeadLetterPage,
@@ -22,7 +22,7 @@ from service.models import (
     RequeueOutcome,
 )
 
-router = APIRouter(prefix="/v1/dead", tags=["dead letters"])
+router = APIRouter(prefix="/v1/dead", tags=["dead letters"], route_class=PlatformRoute)
 MAX_OFFSET = 10_000_000  # far past any real page; Redis refuses offsets near 2**63 (that was a 503)
 
 
@@ -63,7 +63,7 @@ async def get_dead(job_id: str, pool: PoolDep) -> DeadLetterView:
     return _view(letter)
 
 
-@router.post("/requeue")
+@router.post("/requeue", operation_id="requeue_dead")
 async def requeue(body: RequeueByIds | RequeueByFunction, pool: PoolDep, settings: SettingsDep) -> RequeueOutcome:
     """Put dead jobs back on the queue under their own ids, with their original kwargs and fresh tries."""
     if isinstance(body, RequeueByIds):
@@ -89,7 +89,7 @@ async def delete_dead(job_id: str, pool: PoolDep) -> Response:
     return Response(status_code=204)
 
 
-@router.delete("")
+@router.delete("", operation_id="delete_dead_many")
 async def delete_many(
     pool: PoolDep,
     function: Annotated[str | None, Query(min_length=1)] = None,

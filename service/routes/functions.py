@@ -6,11 +6,11 @@ from fastapi import APIRouter
 
 from core.registry import JobSpec
 from service.deps import RegistryDep, SettingsDep
-from service.errors import ApiError
+from service.errors import ApiError, PlatformRoute
 from service.models import FunctionOptionsView, FunctionView
 from settings import Settings
 
-router = APIRouter(prefix="/v1/functions", tags=["functions"])
+router = APIRouter(prefix="/v1/functions", tags=["functions"], route_class=PlatformRoute)
 
 
 def _view(spec: JobSpec, settings: Settings) -> FunctionView:

@@ -8,9 +8,10 @@ from redis.exceptions import RedisError
 from core.workers import live_workers
 from service.auth import public
 from service.deps import PoolDep
+from service.errors import PlatformRoute
 from service.models import Health, Readiness
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=PlatformRoute)
 
 
 @router.get("/health")

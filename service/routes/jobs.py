@@ -20,13 +20,13 @@ from core.registry import JobSpec, UnknownFunction
 from core.status import JobFailure, JobRecord, JobState, read_job
 from service.auth import Scope, requires
 from service.deps import PoolDep, PrincipalDep, RegistryDep, SettingsDep, WaitSlotsDep
-from service.errors import ApiError, KwargsInvalid, kwargs_errors, problem
+from service.errors import ApiError, KwargsInvalid, PlatformRoute, kwargs_errors, problem
 from service.limits import WAIT_RETRY_AFTER_S, TooManyWaits
 from service.models import BatchAccepted, BatchEnqueueRequest, EnqueueRequest, JobAccepted, JobOutcome, JobView
 from service.strict_json import InputRejected, check_kwargs
 from settings import Settings
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=PlatformRoute)
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No job with this id"}}
 JOB_ID_LOC = ("path", "job_id")
@@ -173,6 +173,7 @@ async def get_result(
 
 @router.delete(
     "/{job_id}",
+    operation_id="abort_job",
     responses={
         **NOT_FOUND,
         202: {"model": JobView, "description": "Abort requested; the running job is being cancelled"},

@@ -8,9 +8,10 @@ from fastapi import APIRouter
 
 from core.workers import live_workers
 from service.deps import PoolDep, SettingsDep
+from service.errors import PlatformRoute
 from service.models import QueueView
 
-router = APIRouter(prefix="/v1/queues", tags=["queues"])
+router = APIRouter(prefix="/v1/queues", tags=["queues"], route_class=PlatformRoute)
 
 
 @router.get("")

@@ -8,9 +8,10 @@ from fastapi import APIRouter
 
 from core.workers import live_workers
 from service.deps import PoolDep
+from service.errors import PlatformRoute
 from service.models import WorkerJobsView, WorkerView
 
-router = APIRouter(prefix="/v1/workers", tags=["workers"])
+router = APIRouter(prefix="/v1/workers", tags=["workers"], route_class=PlatformRoute)
 
 
 @router.get("")

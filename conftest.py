@@ -1,0 +1,4 @@
+"""Root conftest: the platform's testing fixtures (`core.testing`) for every test here, as a user's project
+would enable them."""
+
+pytest_plugins = ["core.testing"]

@@ -1,0 +1,1 @@
+"""Example apps that use the platform from their own FastAPI code."""

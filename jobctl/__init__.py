@@ -1,0 +1,1 @@
+"""`jobctl`, the platform's command line: `jobctl --help`."""
