@@ -69,7 +69,8 @@ bench: $(STAMP)  ## raw arq vs the platform on its own Redis; writes docs/benchm
 	BENCH_COMMAND='make bench' $(BIN)/python -m bench.run
 
 key: $(STAMP)  ## mint an API key: make key NAME=billing SCOPES=enqueue,read (prints it once)
-	$(BIN)/python -m service.mint_key --name '$(or $(NAME),$(error give NAME=...))' --scopes '$(or $(SCOPES),enqueue,read)'
+	@test -n '$(NAME)' || { echo 'give NAME=..., e.g. make key NAME=billing SCOPES=enqueue,read' >&2; exit 2; }
+	$(BIN)/python -m service.mint_key --name '$(NAME)' --scopes '$(or $(SCOPES),enqueue,read)'
 
 redis-acl: $(STAMP)  ## print the least-privilege ACL SETUSER lines for the API and the worker
 	$(BIN)/python -m core.redis_acl

@@ -209,7 +209,9 @@ async def persistence(redis: Redis) -> str:
 async def log_redis_in_use(redis: Redis, settings: Settings, logger: Any, event: str, **fields: Any) -> None:
     """Say which Redis the process uses (redacted URL, db, queue) and whether it persists; a Redis that keeps
     nothing on disk is a warning: a restart of it loses every queued job and result."""
-    kept = await persistence(redis)
+    # A named ACL user is a least-privilege one (the README's ACL): it has no CONFIG, so do not try.
+    acl_user = settings.redis_username or urlparse(settings.redis_url).username
+    kept = "unknown" if acl_user else await persistence(redis)
     line = {
         "redis": redacted(settings.redis_url),
         "db": RedisSettings.from_dsn(settings.redis_url).database,

@@ -57,9 +57,13 @@ def _named_refusal(body: bytes, orjson_error: str | None) -> Any:
         raise InputRejected(("body",), "JSON nested too deep", "too_deep") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
         raise InputRejected(("body",), f"invalid JSON: {orjson_error or exc}", "json_invalid") from None
+    if orjson_error is None:
+        # Valid JSON that orjson read inexactly (an integer beyond 64 bits): the route checks each job's kwargs
+        # and reports every one of them at once, so the body is not refused here.
+        return value
     problem = find_unencodable(value, loc=("body",))
     if problem is not None:
-        raise InputRejected(problem.loc, problem.reason, "value_not_exact")
+        raise InputRejected(problem.loc, problem.reason, "not_exact_json")
     if orjson_error is not None:
         raise InputRejected(("body",), f"invalid JSON: {orjson_error}", "json_invalid")
     return value
@@ -163,13 +167,13 @@ def check_kwargs(spec: JobSpec, kwargs: dict[str, Any], loc: Loc, max_bytes: int
     too_deep = deeper_than(kwargs, max_depth)
     if too_deep is not None:
         raise InputRejected((*loc, *too_deep), f"nested deeper than {max_depth} levels", "too_deep")
+    try:  # first: what JSON cannot carry is named most precisely by the exact encoder
+        encoded = dumps_exact(kwargs)
+    except Unencodable as exc:
+        raise InputRejected((*loc, *exc.loc), exc.reason, "not_exact_json") from None
     mismatch = _published_schema_errors(spec, kwargs)
     if mismatch is not None:
         spec.validate(kwargs)  # pydantic's words for what is wrong, when it sees it too
         raise InputRejected((*loc, *mismatch.instance_path), mismatch.message, "schema_mismatch")
-    try:
-        encoded = dumps_exact(kwargs)
-    except Unencodable as exc:
-        raise InputRejected((*loc, *exc.loc), exc.reason, "value_not_exact") from None
     if len(encoded) > max_bytes:
         raise InputRejected(loc, f"kwargs take {len(encoded)} bytes as JSON; the limit is {max_bytes}", "too_large")

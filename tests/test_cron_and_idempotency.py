@@ -185,6 +185,5 @@ async def test_cron_tick_cut_short_by_a_stopping_worker_is_not_shown_as_failed(
         await worker.close()
     assert (await client.get(f"/v1/jobs/{job_id}")).json()["status"] == "queued"  # requeued, runs again
     crons = {c["name"]: c for c in (await client.get("/v1/cron")).json()}
-    last_run = crons["slow_tick"]["last_run"]
-    assert last_run["job_id"] == job_id
-    assert last_run["status"] != "failed", last_run  # nothing failed: the tick was given back and runs again
+    last_run = crons["slow_tick"]["last_run"]  # None when the stop came before the tick's code began
+    assert last_run is None or (last_run["job_id"], last_run["status"]) == (job_id, "in_progress"), last_run

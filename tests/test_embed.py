@@ -65,7 +65,7 @@ async def test_mounted_router_answers_platform_errors_without_the_apps_handlers(
     await user_app.post("/v1/jobs", json={"function": "echo", "kwargs": {"value": 1}, "job_id": "dup"})
     duplicate = await user_app.post("/v1/jobs", json={"function": "echo", "kwargs": {"value": 1}, "job_id": "dup"})
     assert duplicate.status_code == 409
-    assert "already exists" in duplicate.json()["detail"]
+    assert "already exists" in duplicate.json()["detail"][0]["msg"]
 
 
 async def test_now_is_written_when_called_even_if_the_route_fails(

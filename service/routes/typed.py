@@ -47,6 +47,9 @@ def request_model(spec: JobSpec) -> tuple[type[BaseModel], tuple[str, ...]]:
         fields[name] = (info.annotation, FieldInfo.merge_field_infos(info))
     model = create_model(f"{_camel(spec.name)}Request", __base__=spec.arguments, **fields)
     model.__doc__ = f"The arguments of `{spec.name}`, and when to run it."
+    if {"defer_by", "defer_until"} <= set(options):  # as POST /v1/jobs publishes it: one of them, not both
+        model.model_config["json_schema_extra"] = {"not": {"required": ["defer_by", "defer_until"]}}
+        model.model_rebuild(force=True)
     return model, options
 
 
