@@ -8,10 +8,12 @@ The worker then writes it (core/worker/record.py) and logs and counts it (core/w
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from arq.jobs import DeserializationError
@@ -100,6 +102,21 @@ def encode_exact(value: Any, contract: TypeAdapter[Any] | None) -> wire.EncodedJ
     return wire.EncodedJSON(dumps_exact(value))
 
 
+_WORKER_DIR = os.path.dirname(__file__)
+_ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
+
+
+def _job_frames(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback from the job's own code on: the worker's and asyncio's frames above it tell a job author
+    nothing."""
+    while tb is not None and tb.tb_next is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not filename.startswith((_WORKER_DIR, _ASYNCIO_DIR)):
+            break
+        tb = tb.tb_next
+    return tb
+
+
 def _error_of(exc: BaseException, timeout_s: float) -> JobError:
     """The platform's view of what a job raised: its kind, type, message and bounded traceback."""
     if isinstance(exc, TimeoutError):
@@ -111,7 +128,7 @@ def _error_of(exc: BaseException, timeout_s: float) -> JobError:
     except Exception as str_failed:
         message = f"<str() of the exception raised {type(str_failed).__name__}>"
     try:
-        text = "".join(traceback.format_exception(original))
+        text = "".join(traceback.format_exception(type(original), original, _job_frames(original.__traceback__)))
     except Exception:
         text = f"{type(original).__name__}: {message}"
     type_name = type(original).__name__
