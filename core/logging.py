@@ -8,6 +8,7 @@ configuring again (the worker does, once arq's CLI has set up its logging) updat
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import MutableMapping
 from types import TracebackType
@@ -135,5 +136,14 @@ def configure_logging(settings: Settings) -> None:
                 library_logger.removeHandler(library_handler)
         library_logger.setLevel(logging.NOTSET)
         library_logger.propagate = True
-    if "arq.cli" in sys.modules:
+    if _running_arq_cli():
         _under_arq_cli(handler, settings.log_level)
+
+
+def _running_arq_cli() -> bool:
+    """This process is `arq ...` (the console script or `python -m arq`), not merely one that imported arq's
+    CLI module (a test suite does): only then does arq's dictConfig need working around."""
+    program = sys.argv[0] if sys.argv else ""
+    return "arq.cli" in sys.modules and (
+        os.path.basename(program) == "arq" or program.endswith(os.path.join("arq", "__main__.py"))
+    )
