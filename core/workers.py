@@ -10,7 +10,6 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 from arq.connections import ArqRedis
@@ -92,7 +91,3 @@ async def live_workers(redis: ArqRedis) -> list[WorkerRecord]:
         except (ValueError, TypeError, ValidationError):
             log.warning("record.malformed", record="worker", worker_id=worker_id.decode(errors="replace"))
     return found
-
-
-def as_dict(record: WorkerRecord) -> dict[str, Any]:
-    return record.model_dump()

@@ -115,15 +115,6 @@ class KwargsInvalid(Exception):
         return cls(kwargs_errors(error, loc))
 
 
-class UnknownFunctionAt(Exception):
-    """A batch names an unregistered function at `loc`."""
-
-    def __init__(self, error: UnknownFunction, loc: tuple[str | int, ...]) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.loc = loc
-
-
 def _validation_problems(errors: Iterable[Mapping[str, Any]], prefix: Loc = ()) -> list[dict[str, Any]]:
     """pydantic's errors without `input`, `ctx` or `url`: those can echo megabytes, or hold NaN."""
     return [{"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]} for err in errors]
@@ -158,10 +149,6 @@ async def unknown_function(request: Request, exc: UnknownFunction) -> JSONRespon
     return error_response(422, str(exc), "unknown_function", ["body", "function"])
 
 
-async def unknown_function_at(request: Request, exc: UnknownFunctionAt) -> JSONResponse:
-    return error_response(422, str(exc), "unknown_function", [*exc.loc, "function"])
-
-
 async def kwargs_invalid(request: Request, exc: KwargsInvalid) -> JSONResponse:
     return problems_response(422, exc.detail)
 
@@ -188,7 +175,6 @@ async def unexpected(request: Request, exc: Exception) -> JSONResponse:
 # The platform's own errors and their answers, in the one error shape; `unexpected` is the standalone app's.
 PLATFORM_ERRORS: dict[type[Exception], Callable[[Request, Any], Awaitable[JSONResponse]]] = {
     UnknownFunction: unknown_function,
-    UnknownFunctionAt: unknown_function_at,
     KwargsInvalid: kwargs_invalid,
     DuplicateJob: duplicate_job,
     RedisError: redis_unavailable,

@@ -249,10 +249,7 @@ class _Runner:
             "enqueue_time": ms_to_datetime(self.enqueue_time_ms),
             "score": claim.score,
         }
-        return await self.call(runnable, ctx, time.perf_counter())
-
-    async def call(self, runnable: Runnable, ctx: dict[str, Any], started: float) -> Try:
-        worker, claim = self.worker, self.claim
+        started = time.perf_counter()
 
         async def steps() -> Any:
             """Everything the try does runs in its task, so whatever fails in any step fails the try."""
