@@ -63,14 +63,15 @@ def parse(counts: dict[bytes, bytes], hist: dict[bytes, bytes]) -> JobMetrics:
         except ValueError:
             continue
     for raw_field, raw_value in hist.items():
-        parts = _text(raw_field).split("|")
-        if len(parts) != 3 or parts[0] not in HISTOGRAMS:
+        name_fn_bucket = _text(raw_field).split("|")
+        if len(name_fn_bucket) != 3 or name_fn_bucket[0] not in HISTOGRAMS:
             continue
-        histogram = metrics.histograms.setdefault((parts[0], parts[1]), Histogram())
+        name, function, bucket = name_fn_bucket
+        histogram = metrics.histograms.setdefault((name, function), Histogram())
         try:
-            if parts[2] == "sum":
+            if bucket == "sum":
                 histogram.sum = float(raw_value)
-            elif 0 <= (index := int(parts[2])) <= len(BUCKETS):
+            elif 0 <= (index := int(bucket)) <= len(BUCKETS):
                 histogram.buckets[index] = int(raw_value)
         except ValueError:
             continue
