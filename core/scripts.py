@@ -1,6 +1,9 @@
 """Every Lua script the platform runs. Each lives in a `.lua` file in `core/lua/`, is registered once per
 pool (calls then go by EVALSHA, reloaded by redis-py after a Redis restart), and gets its keys from
-`core.keys` through its caller: no script builds a key name of its own beyond the prefixes it is given."""
+`core.keys` through its caller: no script builds a key name of its own beyond the prefixes it is given.
+
+Files named `_<name>.lua` are preludes: shared Lua functions (events, indexes, metrics) put in front of every
+script, so each state change calls one line and stays in the same script as the change itself."""
 
 from __future__ import annotations
 
@@ -17,8 +20,14 @@ MAX_WAKE_TOKENS = 256
 
 
 @cache
+def preludes() -> str:
+    """Every `_*.lua` file, in name order: local functions every script may call."""
+    return "".join(path.read_text() + "\n" for path in sorted(LUA_DIR.glob("_*.lua")))
+
+
+@cache
 def source(name: str) -> str:
-    return (LUA_DIR / f"{name}.lua").read_text()
+    return preludes() + (LUA_DIR / f"{name}.lua").read_text()
 
 
 @dataclass(frozen=True)
