@@ -204,7 +204,8 @@ async def _enqueued_at(redis: ArqRedis, job_ids: list[str]) -> dict[str, int | N
             entry_id, fields = reply[0]
             event = events.parse(entry_id, fields)
             enqueued = event is not None and event.event in (events.EventName.queued, events.EventName.deferred)
-            found[job_id] = int(_text(entry_id).split("-")[0]) if enqueued else None
+            at = event.data.get("enqueued_at") if event is not None and enqueued else None
+            found[job_id] = at if isinstance(at, int) and not isinstance(at, bool) else None
     return found
 
 

@@ -60,6 +60,7 @@ async def test_a_job_that_completes_publishes_queued_started_complete(
     assert all(e.job_id == job_id and e.function == "echo" for e in published)
     queued, started, complete = published
     assert before_ms <= queued.data["scheduled_at"] <= int(time.time() * 1000)
+    assert queued.data["enqueued_at"] == queued.data["scheduled_at"]
     assert started.data == {"try": 1} and complete.data == {"try": 1}
     # The platform-wide stream has the same entries under the same ids.
     assert [(e.id, e.event, e.data) for e in await global_events(redis, job_id)] == [
