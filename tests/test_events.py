@@ -143,7 +143,7 @@ async def test_a_stale_finish_publishes_nothing(settings, redis: ArqRedis, regis
     (current,), _ = await claim(redis, QUEUE, "other", now_ms + 1, 10, 100, 10_000)
     assert await names(redis, job_id) == ["queued", "started", "started"]
 
-    ran = Ran("echo", 0.01)
+    ran = Ran("echo")
     error = JobError.of_kind(ErrorKind.exception, "x")
     for outcome in (Succeeded(b"{}"), Retrying(0, None, error), Requeued(), Failed(error, b"{}", None, None)):
         assert await write(redis, QUEUE, stale, outcome, KEEP, ran) is False
