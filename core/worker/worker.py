@@ -297,14 +297,14 @@ class PlatformWorker(Worker):
         queue_wait_s = (held.started_ms - held.score) / 1000
         seen = self.metrics.observe(function, event_of(tried.outcome), tried.duration_s, queue_wait_s, timestamp_ms())
         flushing = self.metrics.due(alone=len(self.tasks) <= 1)
-        text, counts, sums = self.metrics.take() if flushing else ("", None, None)
+        text, taken = self.metrics.take() if flushing else ("", None)
         storage = self._storage(tried.runnable)
         written = await record(
             self.pool, self.queue_name, held, tried.outcome, storage, self._give_up, Ran(function, text)
         )
         if not written:
-            if counts is not None and sums is not None:
-                self.metrics.give_back(counts, sums)
+            if taken is not None:
+                self.metrics.give_back(taken)
             self.metrics.forget(seen)
         return written
 

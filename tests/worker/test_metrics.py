@@ -35,13 +35,13 @@ async def test_metrics_are_applied_only_by_a_call_that_writes(
     buffer = MetricsBuffer(QUEUE)
 
     buffer.observe("echo", "complete", 0.02, 0.5, now_ms)
-    text, carried, sums = buffer.take()
+    text, carried = buffer.take()
     assert await write(redis, QUEUE, stale, Succeeded(b"{}"), KEEP, Ran("echo", text)) is False
     assert await counts(redis) == {"enqueued|echo": 1}  # the stale call applied nothing
-    buffer.give_back(carried, sums)
+    buffer.give_back(carried)
 
     buffer.observe("echo", "complete", 0.03, 0.5, now_ms)
-    text, _, _ = buffer.take()
+    text, _ = buffer.take()
     assert await write(redis, QUEUE, current, Succeeded(b"{}"), KEEP, Ran("echo", text)) is True
     metrics = await job_metrics.read(redis)
     assert await counts(redis) == {"enqueued|echo": 1, "finished|echo|complete": 2}
