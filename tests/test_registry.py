@@ -153,7 +153,7 @@ def test_cron_job_must_be_given_the_arguments_it_requires() -> None:
     async def report(ctx: JobContext, region: str) -> None:
         """A cron job that needs an argument."""
 
-    with pytest.raises(CronScheduleError, match="'report' of report: kwargs do not fit.*region: Field required"):
+    with pytest.raises(CronScheduleError, match=r"'report' of report: kwargs do not fit.*region: Field required"):
         registry.cron(second=0)(report)
 
     async def tick(ctx: JobContext) -> None:
