@@ -157,12 +157,23 @@ class Schedule:
         return None
 
 
+def schedule_of(fields: dict[str, Any], zone: ZoneInfo | None = None) -> Schedule:
+    """The schedule of these fields, made once (an every-second schedule sorts 86,400 times of day)."""
+    key = tuple(sorted((name, frozenset(v) if isinstance(v, set | frozenset) else v) for name, v in fields.items()))
+    return _schedule_of(key, zone)
+
+
+@lru_cache(maxsize=256)
+def _schedule_of(key: tuple[tuple[str, Any], ...], zone: ZoneInfo | None) -> Schedule:
+    return Schedule.of(dict(key), zone)
+
+
 def next_tick(fields: dict[str, Any], zone: ZoneInfo | None, after: datetime) -> datetime | None:
     """The schedule's next tick after `after`, as arq schedules it (.123456 past its second), in UTC. A UTC
     schedule keeps arq's own `next_cron`; a zoned one follows the wall clock as the module says."""
     if zone is None:
         return next_cron(after.astimezone(UTC), **fields)
-    tick = Schedule.of(fields, zone).first_after(math.floor(after.timestamp()))
+    tick = schedule_of(fields, zone).first_after(math.floor(after.timestamp()))
     return None if tick is None else datetime.fromtimestamp(tick + TICK_OFFSET_S, UTC)
 
 
@@ -177,7 +188,7 @@ def missed(
     schedule was paused (`paused`: disjoint (from_s, to_s) spans); and the latest of them."""
     if not ran_s:
         return 0, None
-    schedule = Schedule.of(fields, zone)
+    schedule = schedule_of(fields, zone)
     # arq schedules a tick at .123456 past its second: the tick of second T is due by `cutoff` if T + that is.
     start_s, end_s = min(ran_s), math.floor(cutoff.timestamp() - TICK_OFFSET_S)
     ran_ticks = {tick for tick in ran_s if tick <= end_s and schedule.count(tick, tick)}
