@@ -30,16 +30,18 @@ class CronRuns:
     ran_ticks_ms: frozenset[int] = frozenset()
 
 
-def tick_of(job_id: str) -> int | None:
-    """The tick (unix ms) a cron job id is for: the platform names it `platform:cron:<name>:<tick ms>`."""
-    _, _, tick = job_id.rpartition(":")
-    return int(tick) if tick.isdigit() else None
+def tick_of(name: str, job_id: str) -> int | None:
+    """The tick (unix ms) a cron job id is for: the platform names it `platform:cron:<name>:<tick ms>`; None for
+    any other id (a run-now job)."""
+    prefix = keys.cron_tick_job_id(name, 0).removesuffix("0")
+    tick = job_id.removeprefix(prefix)
+    return int(tick) if job_id.startswith(prefix) and tick.isdigit() else None
 
 
 async def record_start(redis: ArqRedis, name: str, job_id: str) -> None:
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hset(keys.cron_runs(name), mapping={"last_started_at": time.time(), "last_job_id": job_id})
-        tick = tick_of(job_id)
+        tick = tick_of(name, job_id)
         if tick is not None:
             pipe.zadd(keys.cron_ticks(name), {str(tick): tick})
             pipe.zremrangebyrank(keys.cron_ticks(name), 0, -TICKS_KEPT - 1)

@@ -174,16 +174,21 @@ def prepare_many(requests: Sequence[JobRequest], expires_after_ms: int) -> list[
 
 
 async def enqueue_tick(
-    pool: ArqRedis, queue_name: str, function: str, job_id: str | None, defer_until: datetime | None
+    pool: ArqRedis,
+    queue_name: str,
+    function: str,
+    job_id: str | None,
+    defer_until: datetime | None,
+    kwargs: dict[str, Any] | None = None,
 ) -> bool:
-    """A job without arguments, written as arq's `enqueue_job` writes it (the pool's own serializer) but through
+    """A cron tick (with its schedule's kwargs), written as arq's `enqueue_job` writes it (the pool's own serializer) but through
     the enqueue script, so it is published, indexed and counted like any other: how the worker enqueues cron
     ticks. False when the id exists."""
     now = _now_ms_precision()
     now_ms = int(now.timestamp() * 1000)
     scheduled = max(defer_until.astimezone(UTC), now) if defer_until is not None else now
     score = int(scheduled.timestamp() * 1000) if defer_until is not None else now_ms
-    payload = serialize_job(function, (), {}, None, now_ms, serializer=pool.job_serializer)
+    payload = serialize_job(function, (), kwargs or {}, None, now_ms, serializer=pool.job_serializer)
     expires_ms = max(score - now_ms, 0) + pool.expires_extra_ms
     job_id = job_id or uuid4().hex
     tick = _Prepared(job_id, function, payload, score, expires_ms, Enqueued(job_id, now, scheduled))

@@ -119,3 +119,17 @@ def is_platform_job_id(job_id: str) -> bool:
 def rate(principal: str, window: int) -> str:
     """Requests one API key made in one rate-limit window, shared by every API process."""
     return f"{PREFIX}rate:{principal}:{window}"
+
+
+CRON_PAUSED = PREFIX + "cron-paused"  # schedule name -> when it was paused (unix s); absent: running
+
+
+def cron_pauses(name: str) -> str:
+    """A schedule's past pauses (a bounded sorted set of "from:to" unix seconds), so ticks that fell in one are
+    not counted as missed."""
+    return f"{PREFIX}cron-pauses:{name}"
+
+
+def cron_run_now_job_id(name: str, nonce: str) -> str:
+    """A run-now job: its own id, never a tick's, so it cannot take (and suppress) a tick."""
+    return f"{PLATFORM_JOB_ID_PREFIX}cron-run:{name}:{nonce}"

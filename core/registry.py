@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, get_type_hints, overload
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
 from core.context import JobContext
 from core.retry import RetryPolicy
@@ -31,6 +33,8 @@ JobFunction = Callable[..., Awaitable[Any]]
 CronSchedule = dict[str, int | set[int] | None]
 JOB_ATTRIBUTE = "__platform_job__"
 CRON_ATTRIBUTE = "__platform_cron__"
+# A schedule's name is part of Redis keys, job ids and URL paths.
+CRON_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
 class UnknownFunction(LookupError):
@@ -43,6 +47,10 @@ class UnknownFunction(LookupError):
 
 class JobModulesError(ImportError):
     """A module named in JOB_MODULES cannot be imported; the message is one line, naming the module."""
+
+
+class CronScheduleError(ValueError):
+    """A `@cron` schedule cannot run (bad kwargs, time zone or name); the message is one line naming it."""
 
 
 @dataclass(frozen=True)
@@ -111,17 +119,22 @@ class Job(Protocol[P, R_co]):
 
 @dataclass(frozen=True)
 class CronDeclaration:
-    """What `@cron` records; the schedule may depend on settings, so it is resolved when a registry is built."""
+    """What one `@cron` records; the schedule may depend on settings, and the kwargs and time zone are checked
+    against the function, when a registry is built."""
 
     schedule: CronSchedule | None
     schedule_from: Callable[[Settings], CronSchedule] | None
     options: JobOptions
     run_at_startup: bool
+    name: str | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    tz: str | None = None
 
 
 @dataclass(frozen=True)
 class CronSpec:
-    """A cron job: a job without arguments that runs on a schedule."""
+    """One schedule of a function: its own name (the key of its ticks, runs and pause state), the fields (wall
+    clock of `tz`, UTC when None), and the kwargs each tick passes, already validated and in JSON form."""
 
     name: str
     function: JobFunction
@@ -129,6 +142,22 @@ class CronSpec:
     schedule: CronSchedule
     options: JobOptions
     run_at_startup: bool = False
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    tz: str | None = None
+    arguments: type[BaseModel] | None = None
+
+    @property
+    def function_name(self) -> str:
+        return self.function.__name__
+
+    @property
+    def zone(self) -> ZoneInfo | None:
+        return None if self.tz is None else ZoneInfo(self.tz)
+
+    def as_job(self) -> JobSpec:
+        """The schedule as a job named like it, for enqueueing a run outside its ticks (run-now)."""
+        arguments = self.arguments or arguments_model(self.function)
+        return JobSpec(self.name, self.function, arguments, self.description, self.options)
 
 
 def _describe(function: JobFunction) -> str:
@@ -224,21 +253,75 @@ def cron(
     run_at_startup: bool = False,
     timeout: float | None = None,
     keep_result: float | None = None,
+    name: str | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    tz: str | None = None,
 ) -> Callable[[F], F]:
-    """Mark an argument-less job to run on a schedule (arq's cron fields, UTC; None means every). A schedule
-    that depends on settings is given as `schedule_from=lambda settings: {...}` and resolved at start-up."""
+    """Mark a job to run on a schedule (arq's cron fields; None means every). The fields are UTC, or wall-clock
+    times of `tz` (a zoneinfo name such as "Europe/Paris"). `kwargs` are passed to each tick and checked against
+    the function's signature when the registry is built. Stack several `@cron` on one function for several
+    schedules, each with its own `name` (the function's name when there is one schedule). A schedule that
+    depends on settings is given as `schedule_from=lambda settings: {...}` and resolved at start-up."""
 
     def mark(fn: F) -> F:
         _check_coroutine(fn)
-        if len(inspect.signature(fn).parameters) != 1:
-            raise TypeError(f"cron job {fn.__name__} must take only the job context")
         schedule = {"month": month, "day": day, "weekday": weekday, "hour": hour, "minute": minute, "second": second}
         options = JobOptions(timeout_s=timeout, max_tries=1, keep_result_s=keep_result)
-        declaration = CronDeclaration(None if schedule_from else schedule, schedule_from, options, run_at_startup)
-        setattr(fn, CRON_ATTRIBUTE, declaration)
+        declaration = CronDeclaration(
+            None if schedule_from else schedule,
+            schedule_from,
+            options,
+            run_at_startup,
+            name,
+            dict(kwargs or {}),
+            tz,
+        )
+        # Source order: the top decorator, applied last, comes first.
+        setattr(fn, CRON_ATTRIBUTE, (declaration, *getattr(fn, CRON_ATTRIBUTE, ())))
         return fn
 
     return mark
+
+
+def _cron_spec(function: JobFunction, declaration: CronDeclaration, settings: Settings | None) -> CronSpec:
+    """One schedule, checked: its name, its time zone, and its kwargs against the function's signature."""
+    name = declaration.name or function.__name__
+    where = f"cron schedule {name!r} of {function.__name__}"
+    if not CRON_NAME.fullmatch(name):
+        raise CronScheduleError(f"{where}: a name is 1-100 letters, digits, '_', '.' or '-'")
+    tz = declaration.tz
+    if tz is not None:
+        try:
+            zone = ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise CronScheduleError(f"{where}: unknown time zone {tz!r} (a zoneinfo name, e.g. Europe/Paris)") from None
+        tz = None if zone.key == "UTC" else zone.key
+    try:
+        arguments = arguments_model(function)
+    except TypeError as exc:
+        raise CronScheduleError(f"{where}: {exc}") from None
+    try:
+        kwargs = arguments.model_validate(dict(declaration.kwargs)).model_dump(mode="json")
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        raise CronScheduleError(f"{where}: kwargs do not fit its signature ({problems})") from None
+    schedule = declaration.schedule
+    if declaration.schedule_from is not None:
+        schedule = declaration.schedule_from(settings or Settings())
+    assert schedule is not None
+    return CronSpec(
+        name,
+        function,
+        _describe(function),
+        schedule,
+        declaration.options,
+        declaration.run_at_startup,
+        kwargs,
+        tz,
+        arguments,
+    )
 
 
 def every(seconds: int) -> set[int] | int:
@@ -267,31 +350,39 @@ class Registry:
             raise ValueError(f"a job named {name!r} is already registered")
 
     def add(self, function: JobFunction, settings: Settings | None = None) -> None:
-        """Register one marked function (a `@job` or a `@cron`)."""
+        """Register one marked function (a `@job`, or a `@cron` with each of its schedules)."""
         spec: JobSpec | None = getattr(function, JOB_ATTRIBUTE, None)
-        declaration: CronDeclaration | None = getattr(function, CRON_ATTRIBUTE, None)
-        if spec is not None and declaration is not None:
+        declarations: tuple[CronDeclaration, ...] = getattr(function, CRON_ATTRIBUTE, ())
+        if spec is not None and declarations:
             name = getattr(function, "__name__", repr(function))
             raise TypeError(f"{name} is marked both @job and @cron: a function is one or the other")
         if spec is not None:
             self._check_new(spec.name, function)
             self.jobs[spec.name] = spec
-        elif declaration is not None:
-            self._check_new(function.__name__, function)
-            schedule = declaration.schedule
-            if declaration.schedule_from is not None:
-                schedule = declaration.schedule_from(settings or Settings())
-            assert schedule is not None
-            self.crons[function.__name__] = CronSpec(
-                function.__name__,
-                function,
-                _describe(function),
-                schedule,
-                declaration.options,
-                declaration.run_at_startup,
-            )
+        elif declarations:
+            if len(declarations) > 1 and any(d.name is None for d in declarations):
+                raise CronScheduleError(
+                    f"{function.__name__} has {len(declarations)} cron schedules: give each one a name="
+                )
+            for declaration in declarations:
+                self._add_cron(function, declaration, settings)
         else:
             raise TypeError(f"{getattr(function, '__name__', function)!r} is not marked with @job or @cron")
+
+    def _add_cron(self, function: JobFunction, declaration: CronDeclaration, settings: Settings | None) -> None:
+        cron_spec = _cron_spec(function, declaration, settings)
+        self._check_new(cron_spec.name, function)
+        existing = self.crons.get(cron_spec.name)
+        if existing is not None:
+            same = (existing.schedule, existing.kwargs, existing.tz) == (
+                cron_spec.schedule,
+                cron_spec.kwargs,
+                cron_spec.tz,
+            )
+            if not same:  # the same function registered again (imported by two modules) is harmless
+                raise CronScheduleError(f"two cron schedules of {function.__name__} are named {cron_spec.name!r}")
+            return
+        self.crons[cron_spec.name] = cron_spec
 
     def job(self, function: JobFunction | None = None, **options: Any) -> Any:
         """Mark and register in one step (tests and scripts; modules use the plain `@job`)."""
@@ -305,8 +396,13 @@ class Registry:
         return register(function) if function is not None else register
 
     def cron(self, **options: Any) -> Callable[[F], F]:
+        """Mark and register one schedule (tests and scripts); only this schedule, not ones marked before."""
+
         def register(fn: F) -> F:
-            self.add(cron(**options)(fn))
+            if getattr(fn, JOB_ATTRIBUTE, None) is not None:
+                raise TypeError(f"{fn.__name__} is marked both @job and @cron: a function is one or the other")
+            cron(**options)(fn)
+            self._add_cron(fn, getattr(fn, CRON_ATTRIBUTE)[0], None)
             return fn
 
         return register
@@ -363,3 +459,5 @@ def load_registry(settings: Settings) -> Registry:
         return Registry.build(settings.job_modules, settings)
     except JobModulesError as exc:
         raise SettingsError(f"invalid setting JOB_MODULES: {exc}") from None
+    except CronScheduleError as exc:
+        raise SettingsError(f"invalid {exc}") from None

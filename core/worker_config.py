@@ -4,14 +4,17 @@ same setup. Each job's options are resolved here once: the function's own, else 
 
 from __future__ import annotations
 
-from datetime import UTC
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from arq.cron import CronJob
 from arq.cron import cron as arq_cron
 from arq.worker import Function, func
+from pydantic import BaseModel
 
-from core import codec
+from core import codec, cron_ticks
 from core.redis import check_redis_settings, open_worker_pool
 from core.registry import CronSpec, JobSpec, Registry
 from settings import Settings
@@ -34,10 +37,27 @@ def arq_function(spec: JobSpec, settings: Settings) -> Function:
     )
 
 
-def arq_cron_job(spec: CronSpec, settings: Settings) -> CronJob:
-    """A registered cron job. A failed tick is not retried or dead-lettered: its error shows in its last run
+@dataclass
+class ScheduledCron(CronJob):
+    """arq's CronJob for one schedule of the platform's: the kwargs each tick passes, the argument model the
+    worker checks them against, and the time zone its next tick is found in (UTC schedules keep arq's)."""
+
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    arguments: type[BaseModel] | None = None
+    zone: ZoneInfo | None = None
+    schedule: dict[str, Any] = field(default_factory=dict)
+
+    def calculate_next(self, prev_run: datetime) -> None:
+        if self.zone is None:
+            super().calculate_next(prev_run)
+        else:
+            self.next_run = cron_ticks.next_tick(self.schedule, self.zone, prev_run)
+
+
+def arq_cron_job(spec: CronSpec, settings: Settings) -> ScheduledCron:
+    """One registered schedule. A failed tick is not retried or dead-lettered: its error shows in its last run
     (`GET /v1/cron`), and the next tick runs."""
-    return arq_cron(
+    job = arq_cron(
         spec.function,  # type: ignore[arg-type]
         name=spec.name,
         run_at_startup=spec.run_at_startup,
@@ -46,6 +66,10 @@ def arq_cron_job(spec: CronSpec, settings: Settings) -> CronJob:
         keep_result=max(CRON_MIN_KEEP_RESULT_S, spec.options.keep_result_s or settings.keep_result_seconds),
         max_tries=1,
         **spec.schedule,  # type: ignore[arg-type]
+    )
+    fields = {name: getattr(job, name) for name in CronJob.__dataclass_fields__}
+    return ScheduledCron(
+        **fields, kwargs=spec.kwargs, arguments=spec.arguments, zone=spec.zone, schedule=dict(spec.schedule)
     )
 
 

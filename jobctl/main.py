@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import httpx
 from rich.console import Console
@@ -262,11 +263,29 @@ def cmd_workers(api: Api, out: Out, args: argparse.Namespace) -> int:
 def cmd_cron(api: Api, out: Out, args: argparse.Namespace) -> int:
     crons = api.call("GET", "/v1/cron")
     rows = [
-        (c["name"], json.dumps(c["schedule"]), c["next_run"], (c.get("last_run") or {}).get("status"),
-         c.get("missed_runs"))
+        (c["name"], json.dumps(c["schedule"]), c.get("tz"), json.dumps(c.get("kwargs") or {}),
+         "paused" if c.get("paused") else c["next_run"], (c.get("last_run") or {}).get("status"), c.get("missed_runs"))
         for c in crons
     ]  # fmt: skip
-    out.show(crons, lambda _: out.table(("cron job", "schedule", "next run", "last status", "missed"), rows))
+    columns = ("schedule", "fields", "tz", "kwargs", "next run", "last status", "missed")
+    out.show(crons, lambda _: out.table(columns, rows))
+    return Exit.OK
+
+
+def cmd_cron_state(api: Api, out: Out, args: argparse.Namespace) -> int:
+    view = api.call("POST", f"/v1/cron/{quote(args.name, safe='')}/{args.cron_command}")
+    state = "paused" if view["paused"] else f"running, next run {view['next_run']}"
+    out.show(view, lambda v: out.console.print(f"{v['name']}: {state}", highlight=False))
+    return Exit.OK
+
+
+def cmd_cron_run(api: Api, out: Out, args: argparse.Namespace) -> int:
+    accepted = api.call("POST", f"/v1/cron/{quote(args.name, safe='')}/run")
+    if args.follow:
+        if not out.as_json:
+            out.errors.print(f"queued [bold]{accepted['job_id']}[/bold] ({args.name})", highlight=False)
+        return follow(api, out, accepted["job_id"], args.max_wait)
+    out.show(accepted, lambda a: out.console.print(a["job_id"], highlight=False))
     return Exit.OK
 
 
@@ -387,7 +406,22 @@ def parser() -> argparse.ArgumentParser:
     functions.add_argument("name", nargs="?")
     command("queues", cmd_queues, "Show the queue: due, deferred, running, workers.")
     command("workers", cmd_workers, "List live workers.")
-    command("cron", cmd_cron, "List cron jobs with their schedule, next and last run.")
+    cron = command("cron", cmd_cron, "List cron schedules, or pause, resume or run one now.")
+    cron_commands = cron.add_subparsers(dest="cron_command", metavar="ACTION", parser_class=_Parser)
+
+    def cron_command(name: str, run: Callable[..., int], help_: str) -> argparse.ArgumentParser:
+        sub = cron_commands.add_parser(name, help=help_, description=help_, parents=[common])
+        sub.set_defaults(run=run)
+        if name != "list":
+            sub.add_argument("name", help="the schedule's name (see `jobctl cron`)")
+        return sub
+
+    cron_command("list", cmd_cron, "List cron schedules: fields, time zone, kwargs, next and last run.")
+    cron_command("pause", cmd_cron_state, "Pause a schedule: its ticks are not enqueued, on any worker.")
+    cron_command("resume", cmd_cron_state, "Resume a paused schedule from its next tick.")
+    run_now = cron_command("run", cmd_cron_run, "Run a schedule once now, with its kwargs.")
+    run_now.add_argument("-f", "--follow", action="store_true", help="then follow the run until it ends")
+    run_now.add_argument("--max-wait", type=float, help="with --follow: give up after this many seconds")
 
     dead = commands.add_parser("dead", help="Dead letters: list, show, requeue, delete.", parents=[common])
     dead_commands = dead.add_subparsers(dest="dead_command", required=True, metavar="ACTION", parser_class=_Parser)

@@ -281,11 +281,16 @@ class CronRunView(BaseModel):
     runs: int = 0
 
 
-class CronView(BaseModel):
-    name: str
+class CronView(BaseModel):  # type: ignore[no-redef]  # see JobView
+    name: str = Field(description="The schedule's name: the key of its ticks, runs and pause state.")
+    function: str = Field(description="The function each tick runs.")
     description: str
-    schedule: dict[str, Any]
-    next_run: datetime | None
+    schedule: dict[str, Any] = Field(description="arq's cron fields, as wall-clock times of `tz`.")
+    tz: str = Field(description="The time zone the fields are read in (a zoneinfo name; `UTC` by default).")
+    kwargs: dict[str, Any] = Field(description="The arguments each tick (and each run-now) passes.")
+    paused: bool = Field(False, description="A paused schedule's ticks are not enqueued (nor counted as missed).")
+    paused_at: datetime | None = None
+    next_run: datetime | None = Field(description="The next tick, in UTC; null while paused.")
     last_run: CronRunView | None
     missed_runs: int = Field(
         0,

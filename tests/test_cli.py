@@ -129,6 +129,29 @@ def test_lists_functions_queues_workers_and_cron(cli: Any) -> None:
     assert "record_heartbeat" in {c["name"] for c in as_json(cli("cron", "--json"))}
 
 
+def test_cron_pause_resume_and_run_now(cli: Any) -> None:
+    paused = cli("cron", "pause", "prune_stale_records", "--json")
+    assert paused.returncode == Exit.OK, paused.stderr
+    assert as_json(paused)["paused"] is True and as_json(paused)["next_run"] is None
+    listed = {c["name"]: c for c in as_json(cli("cron", "list", "--json"))}
+    assert listed["prune_stale_records"]["paused"] is True and listed["record_heartbeat"]["paused"] is False
+    assert "paused" in cli("cron").stdout
+    resumed = cli("cron", "resume", "prune_stale_records")
+    assert resumed.returncode == Exit.OK, resumed.stderr
+    assert "prune_stale_records: running, next run" in resumed.stdout
+    run = cli("cron", "run", "prune_stale_records", "--follow", "--max-wait", "20", "--json")
+    assert run.returncode == Exit.OK, run.stderr
+    view = as_json(run)
+    assert view["status"] == "complete" and view["job_id"].startswith("platform:cron-run:prune_stale_records:")
+    queued = cli("cron", "run", "record_heartbeat")
+    assert queued.returncode == Exit.OK and queued.stdout.startswith("platform:cron-run:record_heartbeat:")
+    for action in ("pause", "resume", "run"):
+        missing = cli("cron", action, "no_such_schedule", "--json")
+        assert missing.returncode == Exit.NOT_FOUND
+        assert as_json(missing)["error"]["exit_code"] == Exit.NOT_FOUND
+    assert cli("cron", "pause").returncode == Exit.USAGE  # the name is required
+
+
 def test_dead_letters_list_show_requeue_and_delete(cli: Any) -> None:
     for job_id in ("d1", "d2"):
         cli("enqueue", "fail_always", '{"message": "no"}', "--job-id", job_id, "--follow")

@@ -52,3 +52,19 @@ def test_a_typo_in_job_modules_stops_the_worker_with_one_line() -> None:
 
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [TYPO_LINE]
+
+
+BAD_CRON_LINE = (
+    "invalid cron schedule 'nightly_eu' of sync_region: kwargs do not fit its signature "
+    "(region: Field required; regoin: Extra inputs are not permitted)"
+)
+
+
+@pytest.mark.parametrize(
+    "command", [ENTRY_POINTS["python -m service.main"], [sys.executable, "-m", "arq", "worker.WorkerSettings"]]
+)
+def test_a_bad_cron_schedule_stops_the_api_and_the_worker_with_one_line(command: list[str]) -> None:
+    done = run(command, JOB_MODULES="jobs,tests.support.bad_cron_jobs")
+
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [BAD_CRON_LINE]

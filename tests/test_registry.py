@@ -12,7 +12,7 @@ import pytest
 from pydantic import Field, ValidationError
 
 from core.context import JobContext
-from core.registry import Registry, UnknownFunction, arguments_model, cron, every, job
+from core.registry import CronScheduleError, Registry, UnknownFunction, arguments_model, cron, every, job
 
 
 async def resize_image(ctx: JobContext, url: str, width: Annotated[int, Field(gt=0)], quality: int = 80) -> str:
@@ -147,10 +147,14 @@ def test_unknown_function_is_a_lookup_error_naming_it() -> None:
     assert isinstance(raised.value, LookupError)
 
 
-def test_cron_job_must_take_only_the_context() -> None:
+def test_cron_job_must_be_given_the_arguments_it_requires() -> None:
     registry = Registry()
-    with pytest.raises(TypeError, match="must take only the job context"):
-        registry.cron(second=0)(resize_image)
+
+    async def report(ctx: JobContext, region: str) -> None:
+        """A cron job that needs an argument."""
+
+    with pytest.raises(CronScheduleError, match=r"'report' of report: kwargs do not fit.*region: Field required"):
+        registry.cron(second=0)(report)
 
     async def tick(ctx: JobContext) -> None:
         """A cron job no other test has marked."""

@@ -11,6 +11,7 @@ from typing import Any
 import arq.worker
 from arq.cron import CronJob
 from arq.worker import Function
+from pydantic import BaseModel
 
 from core.registry import CRON_ATTRIBUTE, JOB_ATTRIBUTE, JobSpec
 from core.retry import RetryPolicy
@@ -29,6 +30,7 @@ class Runnable:
     keep_result_forever: bool
     policy: RetryPolicy | None  # None: arq's semantics
     keep_lease_s: float | None  # arq keeps a cron job's claim a minute after it ends
+    cron_arguments: type[BaseModel] | None = None  # a platform schedule's argument model, for its ticks' kwargs
 
 
 def resolve(
@@ -60,4 +62,5 @@ def resolve(
         policy=policy,
         # Read when the worker is built, not imported: arq's own tests patch it.
         keep_lease_s=arq.worker.keep_cronjob_progress if is_cron else None,  # type: ignore[attr-defined]
+        cron_arguments=getattr(function, "arguments", None) if is_cron else None,
     )

@@ -80,6 +80,13 @@ async def _validated_call(
 ) -> Any:
     """The job's call; a platform job's stored kwargs are validated against its signature first."""
     spec = runnable.spec
+    if spec is None and runnable.cron_arguments is not None and not args:  # a schedule's kwargs, as JSON
+        try:
+            arguments = runnable.cron_arguments.model_validate(kwargs)
+        except ValidationError as exc:
+            raise InvalidArguments(str(exc)) from None
+        values = {name: getattr(arguments, name) for name in type(arguments).model_fields}
+        return await runnable.coroutine(ctx, **values)
     if spec is None:
         return await runnable.coroutine(ctx, *args, **kwargs)
     if args:

@@ -27,7 +27,7 @@ from arq.utils import timestamp_ms, to_ms, to_unix_ms
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from core import cron_runs, keys, workers
+from core import cron_pause, cron_runs, keys, workers
 from core.enqueue import enqueue_tick
 from core.logging import configure_logging
 from core.redis import log_redis_in_use, open_worker_pool
@@ -449,9 +449,11 @@ class PlatformWorker(Worker):
 
     async def run_cron(self, n: datetime, delay: float, num_windows: int = 2) -> None:
         """arq's scheduler, with the platform's cron ticks enqueued under ids in the platform's namespace
-        (clients cannot take one first). Each tick is one job id, so it runs once across all workers."""
+        (clients cannot take one first), with their schedule's kwargs. Each tick is one job id, so it runs once
+        across all workers. A paused schedule's tick is skipped; the pause state is read only when a platform
+        tick is due, so a worker pays no extra round trip on the turns in between."""
         cutoff = n + timedelta(seconds=delay * num_windows)
-        enqueues: list[Coroutine[Any, Any, object]] = []
+        due = []
         for cron_job in self.cron_jobs:
             if cron_job.next_run is None:
                 if not cron_job.run_at_startup:
@@ -459,17 +461,31 @@ class PlatformWorker(Worker):
                     continue
                 cron_job.next_run = n
             if cron_job.next_run < cutoff:
-                defer_until = cron_job.next_run if cron_job.next_run > datetime.now(tz=self.timezone) else None
-                job_id = self._cron_job_id(cron_job)
-                if self.announces:  # published and indexed like any job; arq's own way for an arq-built worker
-                    enqueues.append(enqueue_tick(self.pool, self.queue_name, cron_job.name, job_id, defer_until))
-                else:
-                    enqueues.append(
-                        self.pool.enqueue_job(
-                            cron_job.name, _job_id=job_id, _queue_name=self.queue_name, _defer_until=defer_until
-                        )
-                    )
+                due.append(cron_job)
+        if not due:
+            return
+        paused: set[str] = set()
+        if any(hasattr(cron_job.coroutine, CRON_ATTRIBUTE) for cron_job in due):
+            paused = await cron_pause.paused_names(self.pool)
+        enqueues: list[Coroutine[Any, Any, object]] = []
+        for cron_job in due:
+            assert cron_job.next_run is not None
+            if cron_job.name in paused and hasattr(cron_job.coroutine, CRON_ATTRIBUTE):
+                log.debug("cron.tick_paused", cron=cron_job.name, tick=cron_job.next_run.isoformat())
                 cron_job.calculate_next(cron_job.next_run)
+                continue
+            defer_until = cron_job.next_run if cron_job.next_run > datetime.now(tz=self.timezone) else None
+            job_id = self._cron_job_id(cron_job)
+            kwargs: dict[str, Any] = getattr(cron_job, "kwargs", {})
+            if self.announces:  # published and indexed like any job; arq's own way for an arq-built worker
+                enqueues.append(enqueue_tick(self.pool, self.queue_name, cron_job.name, job_id, defer_until, kwargs))
+            else:
+                enqueues.append(
+                    self.pool.enqueue_job(
+                        cron_job.name, _job_id=job_id, _queue_name=self.queue_name, _defer_until=defer_until, **kwargs
+                    )
+                )
+            cron_job.calculate_next(cron_job.next_run)
         if enqueues:
             await asyncio.gather(*enqueues)
 
