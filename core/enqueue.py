@@ -181,9 +181,9 @@ async def enqueue_tick(
     defer_until: datetime | None,
     kwargs: dict[str, Any] | None = None,
 ) -> bool:
-    """A cron tick (with its schedule's kwargs), written as arq's `enqueue_job` writes it (the pool's own serializer) but through
-    the enqueue script, so it is published, indexed and counted like any other: how the worker enqueues cron
-    ticks. False when the id exists."""
+    """A cron tick (with its schedule's kwargs), written as arq's `enqueue_job` writes it (the pool's own
+    serializer) but through the enqueue script, so it is published, indexed and counted like any other: how the
+    worker enqueues cron ticks. False when the id exists."""
     now = _now_ms_precision()
     now_ms = int(now.timestamp() * 1000)
     scheduled = max(defer_until.astimezone(UTC), now) if defer_until is not None else now
