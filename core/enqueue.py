@@ -18,9 +18,10 @@ from arq.connections import ArqRedis
 from arq.jobs import serialize_job
 from pydantic import ValidationError
 
-from core import keys, wire
+from core import keys, priority, wire
 from core.context import JobContext
 from core.exact_json import Unencodable
+from core.priority import Priority
 from core.registry import JobFunction, JobSpec, spec_of
 from core.scripts import MAX_WAKE_TOKENS, scripts
 
@@ -71,6 +72,7 @@ class JobRequest:
     job_id: str | None = None
     defer_by: float | None = None
     defer_until: datetime | None = None
+    priority: Priority | None = None  # None: the function's own (`@job(priority=...)`), else default
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class _Prepared:
     job_id: str
     function: str
     payload: bytes
-    score: int
+    score: int | str  # as the enqueue script takes it (core/priority.py)
     expires_ms: int
     accepted: Enqueued
 
@@ -100,9 +102,12 @@ def _prepare(request: JobRequest, now: datetime, expires_after_ms: int) -> _Prep
     now_ms = int(now.timestamp() * 1000)
     score = int(scheduled_at.timestamp() * 1000)
     expires_ms = max(score - now_ms, 0) + expires_after_ms
-    payload = wire.encode_job(request.spec.name, wire_kwargs, now_ms)
+    level = priority.check(request.priority or request.spec.options.priority or "default")
+    payload = priority.mark(wire.encode_job(request.spec.name, wire_kwargs, now_ms), level)
+    if level == "low":
+        expires_ms += priority.low_aging_ms()
     accepted = Enqueued(job_id, now, max(scheduled_at, now))
-    return _Prepared(job_id, request.spec.name, payload, score, expires_ms, accepted)
+    return _Prepared(job_id, request.spec.name, payload, priority.script_score(score, level), expires_ms, accepted)
 
 
 async def _write(pool: ArqRedis, queue_name: str, prepared: Sequence[_Prepared]) -> list[bool]:
@@ -126,10 +131,11 @@ async def enqueue(
     defer_by: float | None = None,
     defer_until: datetime | None = None,
     queue_name: str | None = None,
+    priority: Priority | None = None,
 ) -> Enqueued:
-    """Validate `kwargs` against the job's signature and enqueue it; raises ValidationError, Unencodable or
-    DuplicateJob."""
-    request = JobRequest(spec, kwargs, job_id, defer_by, defer_until)
+    """Validate `kwargs` against the job's signature and enqueue it; raises ValidationError, Unencodable,
+    ValueError (an unknown priority) or DuplicateJob."""
+    request = JobRequest(spec, kwargs, job_id, defer_by, defer_until, priority)
     prepared = _prepare(request, _now_ms_precision(), pool.expires_extra_ms)
     (written,) = await _write(pool, queue_name or pool.default_queue_name, [prepared])
     if not written:
@@ -158,7 +164,7 @@ def prepare_many(requests: Sequence[JobRequest], expires_after_ms: int) -> list[
     for index, request in enumerate(requests):
         try:
             item = _prepare(request, now, expires_after_ms)
-        except (ValidationError, Unencodable) as exc:
+        except (ValidationError, Unencodable, ValueError) as exc:
             errors[index] = exc
             continue
         if request.job_id is not None and request.job_id in seen:
@@ -196,17 +202,27 @@ async def enqueue_tick(
     return written
 
 
-async def enqueue_from_job(ctx: JobContext, function: JobFunction, *, _job_id: str | None = None, **kwargs: Any) -> str:
+async def enqueue_from_job(
+    ctx: JobContext,
+    function: JobFunction,
+    *,
+    _job_id: str | None = None,
+    _priority: Priority | None = None,
+    **kwargs: Any,
+) -> str:
     """Fan out from inside a job: enqueue another job by its function; returns its id.
 
     Give the child an id derived from the parent's input (`_job_id=f"order-{order_id}:receipt"`) and a re-run
     of the parent (after a crash, or a retry) finds the child already there instead of adding it twice. The id
     is put in the platform's namespace (`platform:order-1:receipt`), where no client can take it first.
+    `_priority`: "high", "default" or "low" (core/priority.py); the function's own when not given.
     """
     spec = spec_of(function)
     job_id = keys.child_job_id(_job_id) if _job_id is not None else None
     try:
-        accepted = await enqueue(ctx["redis"], spec, kwargs, job_id=job_id, queue_name=ctx.get("queue_name"))
+        accepted = await enqueue(
+            ctx["redis"], spec, kwargs, job_id=job_id, queue_name=ctx.get("queue_name"), priority=_priority
+        )
     except DuplicateJob as exc:
         return exc.job_id
     return accepted.job_id

@@ -133,3 +133,31 @@ def cron_pauses(name: str) -> str:
 def cron_run_now_job_id(name: str, nonce: str) -> str:
     """A run-now job: its own id, never a tick's, so it cannot take (and suppress) a tick."""
     return f"{PLATFORM_JOB_ID_PREFIX}cron-run:{name}:{nonce}"
+
+
+# Priorities and per-function limits (core/priority.py, core/job_limits.py, core/lua/_flow.lua).
+PRIORITY_PREFIX = PREFIX + "priority:"  # `<prefix><queue>:high|low`: waiting ids of that priority, scored by due time
+JOB_RATE_PREFIX = PREFIX + "job-rate:"  # `<prefix><queue>:<function>`: recent starts, scored by start time
+JOB_SLOTS_PREFIX = PREFIX + "job-slots:"  # `<prefix><queue>:<function>`: claim tokens, scored by lease expiry
+JOB_LIMITED_PREFIX = PREFIX + "job-limited:"  # `<prefix><queue>:<function>`: the limit a claim passed it over for
+
+
+def priority(queue_name: str, level: str) -> str:
+    return f"{PRIORITY_PREFIX}{queue_name}:{level}"
+
+
+def job_limits(queue_name: str) -> str:
+    """The queue's functions' limits (function -> "<rate n> <period ms> <concurrency>"), written by workers."""
+    return f"{PREFIX}job-limits:{queue_name}"
+
+
+def job_slots(queue_name: str, function: str) -> str:
+    return f"{JOB_SLOTS_PREFIX}{queue_name}:{function}"
+
+
+def job_rate(queue_name: str, function: str) -> str:
+    return f"{JOB_RATE_PREFIX}{queue_name}:{function}"
+
+
+def job_limited(queue_name: str, function: str) -> str:
+    return f"{JOB_LIMITED_PREFIX}{queue_name}:{function}"

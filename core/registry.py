@@ -22,7 +22,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
+from core import job_limits
 from core.context import JobContext
+from core.job_limits import JobLimitsError, Limits
+from core.priority import Priority, check
 from core.retry import RetryPolicy
 from settings import Settings
 
@@ -61,6 +64,9 @@ class JobOptions:
     max_tries: int | None = None
     keep_result_s: float | None = None
     retry: RetryPolicy | None = None
+    rate_limit: str | None = None  # "5/s": checked when a registry is built (core/job_limits.py)
+    concurrency: int | None = None
+    priority: Priority | None = None  # the default priority of its jobs (core/priority.py)
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,10 @@ class JobSpec:
                 jitter=settings.retry_jitter,
             ),
         )
+
+    def limits(self) -> Limits | None:
+        """Its rate and concurrency limits, parsed (raises JobLimitsError, one line)."""
+        return job_limits.parse(self.name, self.options.rate_limit, self.options.concurrency)
 
     def validate(self, kwargs: dict[str, Any]) -> BaseModel:
         """Validate keyword arguments against the signature; raises pydantic's ValidationError."""
@@ -217,6 +227,9 @@ def job(
     max_tries: int | None = None,
     keep_result: float | None = None,
     retry: RetryPolicy | None = None,
+    rate_limit: str | None = None,
+    concurrency: int | None = None,
+    priority: Priority | None = None,
 ) -> Callable[[Callable[Concatenate[JobContext, P], Awaitable[R]]], Job[P, R]]: ...
 
 
@@ -227,9 +240,24 @@ def job(
     max_tries: int | None = None,
     keep_result: float | None = None,
     retry: RetryPolicy | None = None,
+    rate_limit: str | None = None,
+    concurrency: int | None = None,
+    priority: Priority | None = None,
 ) -> Any:
-    """Mark a job function; usable as `@job` or `@job(timeout=30, max_tries=3, retry=RetryPolicy(...))`."""
-    options = JobOptions(timeout_s=timeout, max_tries=max_tries, keep_result_s=keep_result, retry=retry)
+    """Mark a job function; usable as `@job` or `@job(timeout=30, max_tries=3, retry=RetryPolicy(...))`.
+    `rate_limit="5/s"` and `concurrency=2` hold across all workers (core/job_limits.py), checked when a registry
+    is built; `priority` is its jobs' priority when the enqueue names none (core/priority.py)."""
+    if priority is not None:
+        check(priority)
+    options = JobOptions(
+        timeout_s=timeout,
+        max_tries=max_tries,
+        keep_result_s=keep_result,
+        retry=retry,
+        rate_limit=rate_limit,
+        concurrency=concurrency,
+        priority=priority,
+    )
 
     def mark(fn: JobFunction) -> JobFunction:
         _mark(fn, options)
@@ -358,6 +386,7 @@ class Registry:
             raise TypeError(f"{name} is marked both @job and @cron: a function is one or the other")
         if spec is not None:
             self._check_new(spec.name, function)
+            spec.limits()  # a limit that cannot be enforced stops start-up here
             self.jobs[spec.name] = spec
         elif declarations:
             if len(declarations) > 1 and any(d.name is None for d in declarations):
@@ -459,5 +488,5 @@ def load_registry(settings: Settings) -> Registry:
         return Registry.build(settings.job_modules, settings)
     except JobModulesError as exc:
         raise SettingsError(f"invalid setting JOB_MODULES: {exc}") from None
-    except CronScheduleError as exc:
+    except (CronScheduleError, JobLimitsError) as exc:
         raise SettingsError(f"invalid {exc}") from None

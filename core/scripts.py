@@ -14,7 +14,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from core import events, job_index, job_metrics, keys
+from core import events, job_index, job_limits, job_metrics, keys
 
 LUA_DIR = Path(__file__).parent / "lua"
 # Wake tokens kept at most: enough to wake every worker, bounded so an idle queue never grows.
@@ -34,6 +34,11 @@ PRELUDE_CONSTANTS = {
     "THROUGHPUT_PREFIX": keys.THROUGHPUT_PREFIX,
     "THROUGHPUT_TTL_S": str(keys.THROUGHPUT_TTL_S),
     "UNSTORED_EVENTS_PX": str(events.UNSTORED_EVENTS_PX),
+    "PRIORITY_PREFIX": keys.PRIORITY_PREFIX,
+    "JOB_RATE_PREFIX": keys.JOB_RATE_PREFIX,
+    "JOB_SLOTS_PREFIX": keys.JOB_SLOTS_PREFIX,
+    "JOB_LIMITED_PREFIX": keys.JOB_LIMITED_PREFIX,
+    "JOB_LIMITED_PX": str(job_limits.LIMITED_MARK_MS),
 }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from core import attempts, codec, keys, wire
+from core import attempts, codec, job_limits, keys, priority, wire
 from core.attempts import Attempt
 from core.codec import ErrorKind
 from core.progress import Progress, parse_progress
@@ -54,6 +54,8 @@ class JobRecord:
     result: Any = None
     error: JobFailure | None = None
     attempts: list[Attempt] = field(default_factory=list)
+    priority: str | None = None  # while it waits or runs (its payload says; core/priority.py)
+    waiting_on: str | None = None  # a queued job passed over for its function's limit (core/job_limits.py)
 
 
 def _dt(ms: object) -> datetime | None:
@@ -132,6 +134,13 @@ async def read_job(pool: ArqRedis, queue_name: str, job_id: str) -> JobRecord | 
         status = JobState.queued
     tries = int(retries) if retries is not None and retries.isdigit() else 0
     function = data.get("f") if data else None
+    level = data.get("p") if data and data.get("p") in priority.PRIORITIES else "default"
+    if level == "low" and score is not None and lease is None:  # on arq's queue it waits its aging out
+        score -= priority.low_aging_ms()
+        status = JobState.deferred if score > time.time() * 1000 else JobState.queued
+    waiting_on = None
+    if status is JobState.queued and isinstance(function, str):
+        waiting_on = await job_limits.waiting_on(pool, queue_name, function)
     return JobRecord(
         job_id=job_id,
         function=function if isinstance(function, str) else None,
@@ -143,4 +152,6 @@ async def read_job(pool: ArqRedis, queue_name: str, job_id: str) -> JobRecord | 
         started_at=_dt(wire.lease_started_ms(lease)) if lease is not None else None,
         progress=progress,
         attempts=attempts.parse(attempts_raw),
+        priority=level,
+        waiting_on=waiting_on,
     )

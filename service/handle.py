@@ -37,6 +37,8 @@ from core.enqueue import (
     prepare_many,
 )
 from core.exact_json import Unencodable
+from core.priority import Priority
+from core.priority import check as check_priority
 from core.registry import Job, JobSpec, Registry
 from core.status import JobRecord, read_job
 from service import exits
@@ -113,6 +115,7 @@ class EnqueueOptions:
     job_id: str | None = None
     defer_by: float | None = None
     defer_until: datetime | None = None
+    priority: Priority | None = None
 
 
 @dataclass
@@ -140,15 +143,21 @@ class Jobs:
         job_id: str | None = None,
         defer_by: float | None = None,
         defer_until: datetime | None = None,
+        priority: Priority | None = None,
     ) -> Enqueuer:
-        """An enqueuer with these options: `await jobs.options("after_response", job_id="x").enqueue(...)`."""
+        """An enqueuer with these options: `await jobs.options("after_response", job_id="x").enqueue(...)`.
+        `priority` ("high", "default", "low": core/priority.py) goes with the timings now and on_success."""
         if defer_by is not None and defer_until is not None:
             raise ValueError("give defer_by or defer_until, not both")
         if defer_by is not None and defer_by < 0:
             raise ValueError("defer_by must be >= 0")
         if defer_until is not None and defer_until.tzinfo is None:
             defer_until = defer_until.replace(tzinfo=UTC)  # as the API reads it: no offset means UTC
-        return Enqueuer(self, EnqueueOptions(Timing(timing), job_id, defer_by, defer_until))
+        if priority is not None:
+            check_priority(priority)
+            if Timing(timing) is Timing.after_response:
+                raise ValueError("priority goes with the timings now and on_success, not after_response")
+        return Enqueuer(self, EnqueueOptions(Timing(timing), job_id, defer_by, defer_until, priority))
 
     @property
     def now(self) -> Enqueuer:
@@ -197,6 +206,7 @@ class Jobs:
                             defer_by=options.defer_by,
                             defer_until=options.defer_until,
                             queue_name=queue,
+                            priority=options.priority,
                         )
                     )
                 except (ValidationError, Unencodable) as exc:
@@ -209,7 +219,7 @@ class Jobs:
                 if any(pending.job_id == job_id for pending in self._pending):
                     given_twice = ValueError(f"job_id {job_id!r} is already enqueued on_success by this request")
                     raise InvalidJobArguments(spec.name, given_twice)
-                request = JobRequest(spec, kwargs, job_id, options.defer_by, options.defer_until)
+                request = JobRequest(spec, kwargs, job_id, options.defer_by, options.defer_until, options.priority)
                 try:  # validate and encode now, in the route, where the caller sees the error
                     prepare_many([request], self.pool.expires_extra_ms)
                 except InvalidBatchItem as exc:

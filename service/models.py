@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -13,6 +13,7 @@ from core import keys
 from core.attempts import Attempt
 from core.codec import ErrorKind
 from core.job_index import JobSummary, SearchStatus
+from core.priority import Priority
 from core.progress import Progress
 from core.status import JobFailure, JobRecord, JobState
 
@@ -63,6 +64,11 @@ class EnqueueRequest(BaseModel):
         json_schema_extra=_date_time_pattern,
         description="Run no earlier than this ISO-8601 time (UTC when no offset; years 1970 to 2999); "
         "a past time means now.",
+    )
+    priority: Priority | None = Field(
+        None,
+        description="`high` starts before every waiting default job; `low` runs when workers have nothing else "
+        "due, or once it has waited 60 s. Default: the function's own priority, else `default`.",
     )
 
     @field_validator("job_id")
@@ -215,6 +221,10 @@ class JobView(BaseModel):  # type: ignore[no-redef]  # pydantic's mypy plugin tr
     result: Any = None
     error: ErrorView | None = None
     attempts: list[AttemptView] = Field(default_factory=list, description="Failed tries, oldest first.")
+    priority: Priority | None = Field(None, description="`high`, `default` or `low`, while it waits or runs.")
+    waiting_on: Literal["rate_limit", "concurrency"] | None = Field(
+        None, description="A queued job held back by its function's limit (`rate_limit` or `concurrency`)."
+    )
 
     @classmethod
     def of(cls, record: JobRecord) -> JobView:
@@ -232,6 +242,8 @@ class JobView(BaseModel):  # type: ignore[no-redef]  # pydantic's mypy plugin tr
             result=record.result,
             error=ErrorView.of(record.error) if record.error else None,
             attempts=[AttemptView.of(entry) for entry in record.attempts],
+            priority=record.priority,
+            waiting_on=record.waiting_on,
         )
 
 

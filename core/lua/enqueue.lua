@@ -4,7 +4,7 @@
 -- retry of one that got through (answered 1). Each job written is published (queued or deferred), indexed as
 -- waiting and counted as enqueued.
 -- KEYS: queue, wake list, then per job: job key, result key. ARGV: max_wake_tokens, now_ms, then per job: id,
--- payload, score, expires_ms, function. Returns 1 (written) or 0 (the id exists) per job.
+-- payload, score (or, with a priority, "<score on the queue> <h|l> <due>"), expires_ms, function. Returns 1 (written) or 0 (the id exists) per job.
 local written, added = {}, 0
 local now = tonumber(ARGV[2])
 local enqueued, names = {}, {}
@@ -14,7 +14,14 @@ for i = 1, (#ARGV - 2) / 5 do
     written[i] = 0
   elseif redis.call('SET', job, ARGV[base + 1], 'NX', 'PX', ARGV[base + 3]) then
     local id, score, fn = ARGV[base], ARGV[base + 2], ARGV[base + 4]
-    redis.call('ZADD', KEYS[1], score, id)
+    local queued = score
+    -- A priority (core/priority.py) comes as "<score on the queue> <h|l> <due>": its set holds the job too.
+    local prio, due = string.match(score, '^%S+ (%a) (%S+)$')
+    if prio then
+      queued, score = string.match(score, '^(%S+)'), due
+      redis.call('ZADD', priority_set(KEYS[1], prio), score, id)
+    end
+    redis.call('ZADD', KEYS[1], queued, id)
     written[i] = 1
     added = added + 1
     emit_event(id, fn, tonumber(score) > now and 'deferred' or 'queued',

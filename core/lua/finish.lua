@@ -20,6 +20,16 @@ end
 local mode, result_px, keep_lease_px, retry_score, now, attempts_ttl, dead_px, max_wake, event =
   string.match(ARGV[4], '(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)')
 local job_id, fn = ARGV[1], ARGV[5]
+-- Priorities and limits (_flow.lua) add "<slot 1|0> <priority d|h|l> <low aging ms>" to the options, only when
+-- the claim holds a concurrency slot or the job has a priority: the slot is given back (waking a worker), a
+-- retried or requeued job keeps its priority.
+local slot, prio, aging = string.match(ARGV[4], '^%S+ %S+ %S+ %S+ %S+ %S+ %S+ %S+ %S+ (%d) (%a) (%d+)$')
+if slot == '1' then
+  redis.call('ZREM', slots_key(KEYS[5], fn), ARGV[2])
+  if KEYS[9] and redis.call('LPUSH', KEYS[9], '1') > tonumber(max_wake) then
+    redis.call('LTRIM', KEYS[9], 0, max_wake - 1)
+  end
+end
 local error_json = (ARGV[9] and ARGV[9] ~= '') and ARGV[9] or 'null'
 if ARGV[7] and ARGV[7] ~= '' then
   redis.call('RPUSH', KEYS[8], ARGV[7])
@@ -69,6 +79,10 @@ redis.call('DEL', KEYS[1], KEYS[7])
 if mode == 'retry' then
   -- XX: only a job still on the queue is rescheduled; nothing puts an ended job back.
   redis.call('ZADD', KEYS[5], 'XX', retry_score, job_id)
+  if prio == 'h' or prio == 'l' then
+    if prio == 'l' then redis.call('ZADD', KEYS[5], 'XX', retry_score + aging, job_id) end
+    redis.call('ZADD', priority_set(KEYS[5], prio), retry_score, job_id)
+  end
   if fn ~= '' then
     emit_event(job_id, fn, 'retrying',
       '{"try":' .. ARGV[3] .. ',"retry_at":' .. retry_score .. ',"error":' .. error_json .. '}')
@@ -76,6 +90,10 @@ if mode == 'retry' then
   end
 else -- requeue: the worker is stopping; the try it took is given back
   redis.call('DECR', KEYS[2])
+  local queued = (prio == 'h' or prio == 'l') and redis.call('ZSCORE', KEYS[5], job_id)
+  if queued then
+    redis.call('ZADD', priority_set(KEYS[5], prio), prio == 'l' and queued - aging or queued, job_id)
+  end
   if fn ~= '' then
     local due = redis.call('ZSCORE', KEYS[5], job_id) or now
     emit_event(job_id, fn, 'requeued', '{"scheduled_at":' .. due .. '}')

@@ -31,6 +31,7 @@ class Claim:
     job_try: int
     aborted: bool
     token: str
+    slot: str = ""  # the function whose concurrency slot it holds until it ends (core/job_limits.py); '' none
 
     @property
     def started_ms(self) -> int:
@@ -58,9 +59,18 @@ async def claim(
         keys.TRY_PREFIX, TRY_COUNTER_TTL_S, worker_id, keys.RESULT_PREFIX, keys.HOLDER_PREFIX, call_number,
         int(publish),
     ]  # fmt: skip
-    rows, next_due = await scripts(pool).claim(keys=[queue_name, keys.ABORT_SET], args=args)
+    script_keys = [queue_name, keys.ABORT_SET, keys.job_limits(queue_name)]
+    rows, next_due = await scripts(pool).claim(keys=script_keys, args=args)
     claims = [
-        Claim(row[0].decode(), int(float(row[1])), row[2] or None, int(row[3]), bool(row[4]), row[5].decode())
+        Claim(
+            row[0].decode(),
+            int(float(row[1])),
+            row[2] or None,
+            int(row[3]),
+            bool(row[4]),
+            row[5].decode(),
+            row[6].decode(),
+        )
         for row in rows
     ]
     return claims, int(float(next_due)) if next_due else None

@@ -13,6 +13,7 @@ from arq.cron import CronJob
 from arq.worker import Function
 from pydantic import BaseModel
 
+from core.job_limits import Limits
 from core.registry import CRON_ATTRIBUTE, JOB_ATTRIBUTE, JobSpec
 from core.retry import RetryPolicy
 from settings import Settings
@@ -31,6 +32,7 @@ class Runnable:
     policy: RetryPolicy | None  # None: arq's semantics
     keep_lease_s: float | None  # arq keeps a cron job's claim a minute after it ends
     cron_arguments: type[BaseModel] | None = None  # a platform schedule's argument model, for its ticks' kwargs
+    limits: Limits | None = None  # its rate and concurrency limits (core/job_limits.py)
 
 
 def resolve(
@@ -63,4 +65,5 @@ def resolve(
         # Read when the worker is built, not imported: arq's own tests patch it.
         keep_lease_s=arq.worker.keep_cronjob_progress if is_cron else None,  # type: ignore[attr-defined]
         cron_arguments=getattr(function, "arguments", None) if is_cron else None,
+        limits=spec.limits() if spec is not None and not is_cron else None,
     )

@@ -17,7 +17,7 @@ import structlog
 from arq.connections import ArqRedis
 from redis.exceptions import NoScriptError, RedisError
 
-from core import attempts, codec, dead_letters, keys
+from core import attempts, codec, dead_letters, keys, priority
 from core.codec import JobError
 from core.scripts import MAX_WAKE_TOKENS, scripts
 from core.worker.claim import Claim
@@ -69,6 +69,16 @@ def event_of(outcome: Outcome) -> str:
             return "requeued"
 
 
+def _flow_options(claim: Claim) -> str:
+    """What the finish script needs of priorities and limits (core/lua/finish.lua): nothing for a default job
+    holding no slot, so the job path without them is unchanged."""
+    level = priority.of_payload(claim.payload)
+    if not claim.slot and level == "default":
+        return ""
+    code = priority.CODES.get(level, "d")
+    return f" {int(bool(claim.slot))} {code} {priority.low_aging_ms()}"
+
+
 async def write(
     pool: ArqRedis, queue_name: str, claim: Claim, outcome: Outcome, storage: Storage, ran: Ran = Ran("")
 ) -> bool:
@@ -102,11 +112,14 @@ async def write(
             extra = []
         case Lost():
             raise ValueError("a lost claim has nothing to write")
+    flow = _flow_options(claim)
+    if claim.slot and len(script_keys) < 9:  # a slot given back wakes a worker
+        script_keys += [keys.attempts(job_id), keys.wake(queue_name)]
     if ran.metrics:  # rare under load (once a second): only then are the empty arguments before it sent
         extra = [*extra, *[b""] * (4 - len(extra)), ran.metrics]
     options = (
         f"{mode} {_dash(storage.result_px)} {_dash(storage.keep_lease_px)} {retry_score} {now_ms} "
-        f"{attempts.ATTEMPTS_TTL_S} {_dash(storage.dead_letter_px)} {MAX_WAKE_TOKENS} {event_of(outcome)}"
+        f"{attempts.ATTEMPTS_TTL_S} {_dash(storage.dead_letter_px)} {MAX_WAKE_TOKENS} {event_of(outcome)}{flow}"
     )
     return bool(await scripts(pool).finish(keys=script_keys, args=[*args, options, ran.function, *extra]))
 

@@ -27,7 +27,7 @@ from arq.utils import timestamp_ms, to_ms, to_unix_ms
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from core import cron_pause, cron_runs, keys, workers
+from core import cron_pause, cron_runs, job_limits, keys, workers
 from core.enqueue import enqueue_tick
 from core.logging import configure_logging
 from core.redis import log_redis_in_use, open_worker_pool
@@ -114,6 +114,9 @@ class PlatformWorker(Worker):
             "lease_s": self.lease_ms / 1000,
         }
         await self._log_started(started)
+        if self.announces:  # where the claim script reads them (core/job_limits.py)
+            limits = {name: runnable.limits for name, runnable in self.runnables.items()}
+            await job_limits.publish(self.pool, self.queue_name, limits)
         if self.on_startup:
             await self.on_startup(self.ctx)
         self._background = [asyncio.create_task(self._renew_forever())]
@@ -414,6 +417,9 @@ class PlatformWorker(Worker):
         held = [c for c in self.claims.values() if c.token not in self.ending]
         lost = await leases.renew(self.pool, held, self.lease_ms)
         self._last_renewal = time.monotonic()
+        slots = [(c.slot, c.token) for c in held if c.slot and c not in lost]
+        if slots:  # a concurrency slot lives as long as its claim's lease
+            await job_limits.renew_slots(self.pool, self.queue_name, slots, timestamp_ms() + self.lease_ms)
         for claim_ in lost:
             self._lose(claim_)
 

@@ -97,7 +97,13 @@ async def enqueue_job(
     _checked(spec, body.kwargs, ("body", "kwargs"), settings)
     try:
         accepted = await enqueue(
-            pool, spec, body.kwargs, job_id=body.job_id, defer_by=body.defer_by, defer_until=body.defer_until
+            pool,
+            spec,
+            body.kwargs,
+            job_id=body.job_id,
+            defer_by=body.defer_by,
+            defer_until=body.defer_until,
+            priority=body.priority,
         )
     except (ValidationError, Unencodable) as exc:
         raise KwargsInvalid.of(exc) from None
@@ -125,7 +131,8 @@ async def enqueue_batch(
         except KwargsInvalid as rejected:
             invalid += rejected.detail  # reported with the rest; nothing of the batch is written
             continue
-        requests.append((index, JobRequest(spec, item.kwargs, item.job_id, item.defer_by, item.defer_until)))
+        request = JobRequest(spec, item.kwargs, item.job_id, item.defer_by, item.defer_until, item.priority)
+        requests.append((index, request))
     detail = list(invalid)
     try:
         if invalid:  # validate the rest too, so every bad item is reported at once, but write nothing

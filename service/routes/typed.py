@@ -30,7 +30,7 @@ from service.models import EnqueueRequest, JobAccepted, JobView
 from service.routes.jobs import _accepted, _wait_until_finished
 from settings import Settings
 
-OPTIONS = ("job_id", "defer_by", "defer_until")
+OPTIONS = ("job_id", "defer_by", "defer_until", "priority")
 WAIT = Annotated[float, Query(ge=0, description="Seconds to wait for the job to finish (bounded).")]
 
 
@@ -98,6 +98,7 @@ async def _enqueue(function: TypedFunction, raw: bytes, pool: ArqRedis, response
             job_id=options.job_id if options else None,
             defer_by=options.defer_by if options else None,
             defer_until=options.defer_until if options else None,
+            priority=options.priority if options else None,
         )
     except (ValidationError, Unencodable) as exc:
         raise KwargsInvalid.of(exc, ("body",)) from None
