@@ -135,9 +135,10 @@ async def read_job(pool: ArqRedis, queue_name: str, job_id: str) -> JobRecord | 
     tries = int(retries) if retries is not None and retries.isdigit() else 0
     function = data.get("f") if data else None
     level = data.get("p") if data and data.get("p") in priority.PRIORITIES else "default"
-    if level == "low" and score is not None and lease is None:  # on arq's queue it waits its aging out
+    if level == "low" and score is not None:  # arq's queue holds it until its aging is out: show when it is due
         score -= priority.low_aging_ms()
-        status = JobState.deferred if score > time.time() * 1000 else JobState.queued
+        if lease is None:
+            status = JobState.deferred if score > time.time() * 1000 else JobState.queued
     waiting_on = None
     if status is JobState.queued and isinstance(function, str):
         waiting_on = await job_limits.waiting_on(pool, queue_name, function)

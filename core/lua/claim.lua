@@ -22,7 +22,12 @@ local now = tonumber(ARGV[1])
 local started, names = {}, {}
 local publish = ARGV[14] == '1'
 local limits = read_limits(KEYS[3])
-local limit_states, limit_wake = {}, nil
+local limit_states, limit_wake, limit_now = {}, nil, now
+if limits then
+  -- Limits count by Redis's clock, not each worker's: a claim that reached Redis late cannot backdate a start.
+  local time = redis.call('TIME')
+  limit_now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
 
 -- Claim one due job: 'ok', 'held' (another claim has it), 'ended' or 'limited'.
 local function take(id, score)
@@ -39,7 +44,7 @@ local function take(id, score)
   local slot = ''
   if limits and fn and limits[fn] then
     local wake
-    slot, wake = limit_take(limit_states, KEYS[1], fn, limits[fn], token, now, tonumber(ARGV[5]))
+    slot, wake = limit_take(limit_states, KEYS[1], fn, limits[fn], token, limit_now, tonumber(ARGV[5]))
     if not slot then
       redis.call('DEL', ARGV[6] .. id)
       if not limit_wake or wake < limit_wake then limit_wake = wake end

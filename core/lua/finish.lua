@@ -20,10 +20,11 @@ end
 local mode, result_px, keep_lease_px, retry_score, now, attempts_ttl, dead_px, max_wake, event =
   string.match(ARGV[4], '(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)')
 local job_id, fn = ARGV[1], ARGV[5]
--- Priorities and limits (_flow.lua) add "<slot 1|0> <priority d|h|l> <low aging ms>" to the options, only when
--- the claim holds a concurrency slot or the job has a priority: the slot is given back (waking a worker), a
+-- Priorities and limits (_flow.lua) add " ~ <slot 1|0> <priority d|h|l> <low aging ms>" to the options, only
+-- when the claim holds a concurrency slot or the job has a priority: the slot is given back (waking a worker), a
 -- retried or requeued job keeps its priority.
-local slot, prio, aging = string.match(ARGV[4], '^%S+ %S+ %S+ %S+ %S+ %S+ %S+ %S+ %S+ (%d) (%a) (%d+)$')
+local slot, prio, aging
+if string.find(ARGV[4], '~', 1, true) then slot, prio, aging = string.match(ARGV[4], '~ (%d) (%a) (%d+)$') end
 if slot == '1' then
   redis.call('ZREM', slots_key(KEYS[5], fn), ARGV[2])
   if KEYS[9] and redis.call('LPUSH', KEYS[9], '1') > tonumber(max_wake) then

@@ -76,7 +76,7 @@ def _flow_options(claim: Claim) -> str:
     if not claim.slot and level == "default":
         return ""
     code = priority.CODES.get(level, "d")
-    return f" {int(bool(claim.slot))} {code} {priority.low_aging_ms()}"
+    return f" ~ {int(bool(claim.slot))} {code} {priority.low_aging_ms()}"
 
 
 async def write(
