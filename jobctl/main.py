@@ -151,7 +151,7 @@ def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_enqueue(api: Api, out: Out, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"function": args.function, "kwargs": _kwargs(args)}
-    for option in ("job_id", "defer_by", "defer_until"):
+    for option in ("job_id", "defer_by", "defer_until", "priority"):
         if getattr(args, option) is not None:
             body[option] = getattr(args, option)
     accepted = api.call("POST", "/v1/jobs", json=body)
@@ -386,6 +386,7 @@ def parser() -> argparse.ArgumentParser:
     enqueue.add_argument("-a", "--arg", action="append", metavar="NAME=VALUE", help="one argument; VALUE is JSON "
                          "or a bare string; repeatable, and wins over KWARGS")  # fmt: skip
     enqueue.add_argument("--job-id")
+    enqueue.add_argument("--priority", choices=("high", "default", "low"), help="the job's priority [its function's]")
     group = enqueue.add_mutually_exclusive_group()
     group.add_argument("--defer-by", type=float, metavar="SECONDS")
     group.add_argument("--defer-until", metavar="ISO_TIME")

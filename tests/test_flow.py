@@ -147,6 +147,20 @@ async def test_a_low_job_that_waited_its_aging_out_goes_before_newer_default_job
     assert record is not None and record.status is JobState.complete
 
 
+async def test_a_retried_high_job_keeps_its_priority(
+    flow_client: httpx.AsyncClient, flow_settings: Settings, redis: ArqRedis
+) -> None:
+    job_id = await enqueue(flow_client, "fail_then_succeed", kwargs={"failures": 1}, priority="high")
+
+    await burst(flow_settings, max_burst_jobs=1)
+
+    view = (await flow_client.get(f"/v1/jobs/{job_id}")).json()
+    assert view["tries"] == 1 and view["status"] in ("queued", "deferred") and view["priority"] == "high"
+    retry_at = await redis.zscore(flow_settings.queue_name, job_id)
+    assert retry_at is not None
+    assert await redis.zscore(keys.priority(flow_settings.queue_name, "high"), job_id) == retry_at
+
+
 async def test_priority_is_strict_input(flow_client: httpx.AsyncClient) -> None:
     body = {"function": "unlimited", "kwargs": {"ledger": "/dev/null"}, "priority": "urgent"}
     response = await flow_client.post("/v1/jobs", json=body)
