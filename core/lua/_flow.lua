@@ -41,9 +41,9 @@ local function limit_state(states, queue, fn, spec, now)
   return state
 end
 
--- Take a start (and a slot, scored by the lease's expiry) for a claim of `fn`: returns fn when it took a slot, ''
--- when it needs none, or nil when over a limit: then
--- the limit is flagged for `GET /v1/jobs/{id}` and the time it frees up is returned as the second value.
+-- Take a start (and a slot, scored by the lease's expiry) for a claim of `fn`: returns fn when it took a slot,
+-- '' when it needs none, or nil when over a limit: then the limit is flagged for `GET /v1/jobs/{id}` and the
+-- time it frees up is returned as the second value.
 local function limit_take(states, queue, fn, spec, token, now, lease_ms)
   local state = limit_state(states, queue, fn, spec, now)
   local over = nil

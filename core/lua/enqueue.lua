@@ -4,7 +4,8 @@
 -- retry of one that got through (answered 1). Each job written is published (queued or deferred), indexed as
 -- waiting and counted as enqueued.
 -- KEYS: queue, wake list, then per job: job key, result key. ARGV: max_wake_tokens, now_ms, then per job: id,
--- payload, score (or, with a priority, "<score on the queue> <h|l> <due>"), expires_ms, function. Returns 1 (written) or 0 (the id exists) per job.
+-- payload, score (with a priority: "<score on the queue> <h|l> <due>"), expires_ms, function. Returns 1
+-- (written) or 0 (the id exists) per job.
 local written, added = {}, 0
 local now = tonumber(ARGV[2])
 local enqueued, names = {}, {}
