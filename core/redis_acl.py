@@ -31,8 +31,9 @@ class Role:
 
 ROLES = {
     "api": Role("platform-api", (*_DATA, *_SAFE_SCRIPT_ONLY)),
-    # The worker also blocks on its wake list, and arq logs INFO and DBSIZE once at start-up.
-    "worker": Role("platform-worker", (*_DATA, *_SAFE_SCRIPT_ONLY, "+@blocking", "+info", "+dbsize")),
+    # The worker also blocks on its wake list, arq logs INFO and DBSIZE once at start-up, and the claim script
+    # reads Redis's clock (TIME) for per-function rate and concurrency limits.
+    "worker": Role("platform-worker", (*_DATA, *_SAFE_SCRIPT_ONLY, "+@blocking", "+info", "+dbsize", "+time")),
 }
 
 

@@ -20,6 +20,7 @@ from core.worker.worker import PlatformWorker
 from settings import Settings, SettingsError
 from tests.conftest import TEST_JOB_MODULES, api_client, build_worker, make_settings
 from tests.support.waiting import wait_for
+from tests.test_redis_acl import PASSWORDS, acl_users, denials  # noqa: F401
 
 FLOW_MODULES = [*TEST_JOB_MODULES, "tests.support.flow_jobs"]
 
@@ -261,3 +262,27 @@ async def test_a_function_without_limits_leaves_no_limit_keys(
     await burst(settings)  # the test settings' functions have no limits
     assert await redis.exists(keys.job_limits(settings.queue_name)) == 0
     assert await redis.keys(f"{keys.PREFIX}job-*") == []
+
+
+async def test_limits_and_priorities_run_as_the_documented_acl_users(
+    settings: Settings, redis: ArqRedis, acl_users: None, tmp_path: Path
+) -> None:
+    as_api = make_settings(
+        settings.redis_url, job_modules=FLOW_MODULES, redis_username="platform-api", redis_password=PASSWORDS["api"]
+    )
+    as_worker = make_settings(
+        settings.redis_url,
+        job_modules=FLOW_MODULES,
+        redis_username="platform-worker",
+        redis_password=PASSWORDS["worker"],
+    )
+    ledger = str(tmp_path / "ledger")
+    async with api_client(as_api) as client:
+        ids = [await enqueue(client, "paired", kwargs={"ledger": ledger, "hold_s": 0}) for _ in range(3)]
+        ids.append(await enqueue(client, "rated", kwargs={"ledger": ledger}))
+        ids.append(await enqueue(client, "unlimited", kwargs={"ledger": ledger}, priority="high"))
+        ids.append(await enqueue(client, "unlimited", kwargs={"ledger": ledger}, priority="low"))
+        await burst(as_worker)
+        for job_id in ids:
+            assert (await client.get(f"/v1/jobs/{job_id}")).json()["status"] == "complete"
+    assert await denials(redis) == []
