@@ -264,8 +264,9 @@ async def test_a_function_without_limits_leaves_no_limit_keys(
     assert await redis.keys(f"{keys.PREFIX}job-*") == []
 
 
+@pytest.mark.usefixtures("acl_users")
 async def test_limits_and_priorities_run_as_the_documented_acl_users(
-    settings: Settings, redis: ArqRedis, acl_users: None, tmp_path: Path
+    settings: Settings, redis: ArqRedis, tmp_path: Path
 ) -> None:
     as_api = make_settings(
         settings.redis_url, job_modules=FLOW_MODULES, redis_username="platform-api", redis_password=PASSWORDS["api"]
