@@ -31,7 +31,8 @@ class EventName(StrEnum):
     queued / deferred: `scheduled_at` (ms), `enqueued_at` (ms); started: `try`;
     progress: `done`, `total`, `percent`, `message`; retrying: `try`, `retry_at` (ms), `error` ({type, message,
     kind}); failed / dead: `try`, `error`; complete: `try`; aborted: `try` when its worker ended it;
-    requeued: `scheduled_at` (ms) when known."""
+    requeued: `scheduled_at` (ms) when known; limited (passed over for its function's limit, core/job_limits.py):
+    `on` (rate_limit or concurrency)."""
 
     queued = "queued"
     deferred = "deferred"
@@ -43,6 +44,7 @@ class EventName(StrEnum):
     dead = "dead"
     aborted = "aborted"
     requeued = "requeued"
+    limited = "limited"
 
     @property
     def terminal(self) -> bool:

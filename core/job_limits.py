@@ -22,6 +22,8 @@ RATE = re.compile(r"(?P<count>[0-9]+)\s*/\s*(?P<every>[0-9]*)\s*(?P<unit>ms|s|m|
 UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 # How long the claim's "passed over for this limit" mark lasts (claims renew it while the limit holds).
 LIMITED_MARK_MS = 2000
+# A job passed over for a limit publishes one `limited` event, then at most one per this long while it waits.
+LIMITED_EVENT_EVERY_MS = 60_000
 
 
 class JobLimitsError(ValueError):

@@ -140,6 +140,7 @@ PRIORITY_PREFIX = PREFIX + "priority:"  # `<prefix><queue>:high|low`: waiting id
 JOB_RATE_PREFIX = PREFIX + "job-rate:"  # `<prefix><queue>:<function>`: recent starts, scored by start time
 JOB_SLOTS_PREFIX = PREFIX + "job-slots:"  # `<prefix><queue>:<function>`: claim tokens, scored by lease expiry
 JOB_LIMITED_PREFIX = PREFIX + "job-limited:"  # `<prefix><queue>:<function>`: the limit a claim passed it over for
+JOB_WAITING_PREFIX = PREFIX + "job-waiting:"  # `<prefix><job id>`: its `limited` event was published (a while)
 
 
 def priority(queue_name: str, level: str) -> str:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from arq.connections import ArqRedis
 
-from core import keys, priority
+from core import events, keys, priority
 from core.job_limits import JobLimitsError, Limits, parse
 from core.registry import load_registry
 from core.status import JobState, read_job
@@ -230,10 +230,20 @@ async def test_jobs_over_a_limit_wait_spend_no_try_and_others_flow_past(
             )
             assert view["tries"] == 1 and view["waiting_on"] is None
         assert await redis.zcard(keys.job_slots(flow_settings.queue_name, "paired")) == 0  # every slot given back
+        for job_id in waiting:  # passed over many times, published once, then started
+            names = [event.event for event in await job_events(redis, job_id)]
+            assert names[:3] == ["queued", "limited", "started"] and names.count("limited") == 1
+        limited = [e for e in await job_events(redis, waiting[0]) if e.event == "limited"]
+        assert limited[0].data == {"on": "concurrency"}
     finally:
         worker.handle_sig(2)
         await asyncio.gather(task, return_exceptions=True)
         await worker.close()
+
+
+async def job_events(redis: ArqRedis, job_id: str) -> list[events.Event]:
+    entries = await redis.xrange(events.job_stream(job_id))
+    return [event for entry_id, fields in entries if (event := events.parse(entry_id, fields)) is not None]
 
 
 async def _ledger(path: Path) -> list[list[str]]:

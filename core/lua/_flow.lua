@@ -43,7 +43,7 @@ end
 
 -- Take a start (and a slot, scored by the lease's expiry) for a claim of `fn`: returns fn when it took a slot,
 -- '' when it needs none, or nil when over a limit: then the limit is flagged for `GET /v1/jobs/{id}` and the
--- time it frees up is returned as the second value.
+-- time it frees up and the limit are returned as the second and third values.
 local function limit_take(states, queue, fn, spec, token, now, lease_ms)
   local state = limit_state(states, queue, fn, spec, now)
   local over = nil
@@ -57,7 +57,7 @@ local function limit_take(states, queue, fn, spec, token, now, lease_ms)
       state.wake = first[2] and (tonumber(first[2]) + (over == 'rate_limit' and spec[2] or 0)) or now + 1
       redis.call('SET', limited_key(queue, fn), over, 'PX', __JOB_LIMITED_PX__)
     end
-    return nil, state.wake
+    return nil, state.wake, over
   end
   if state.rate then
     local key = rate_key(queue, fn)
@@ -71,4 +71,16 @@ local function limit_take(states, queue, fn, spec, token, now, lease_ms)
     return fn
   end
   return ''
+end
+
+-- A job passed over for a limit: its `limited` event, once (then at most once a JOB_WAITING_PX while it waits).
+local function publish_limited(id, fn, over)
+  if redis.call('SET', '__JOB_WAITING_PREFIX__' .. id, over, 'NX', 'PX', __JOB_WAITING_PX__) then
+    emit_event(id, fn, 'limited', '{"on":"' .. over .. '"}')
+  end
+end
+
+-- A limited function's job that starts: its next wait publishes again.
+local function forget_limited(id)
+  redis.call('DEL', '__JOB_WAITING_PREFIX__' .. id)
 end

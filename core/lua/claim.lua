@@ -43,13 +43,15 @@ local function take(id, score)
   local fn = (publish or limits) and payload and string.match(payload, '^{"t":[^,]*,"f":"([^"\\]+)"')
   local slot = ''
   if limits and fn and limits[fn] then
-    local wake
-    slot, wake = limit_take(limit_states, KEYS[1], fn, limits[fn], token, limit_now, tonumber(ARGV[5]))
+    local wake, over
+    slot, wake, over = limit_take(limit_states, KEYS[1], fn, limits[fn], token, limit_now, tonumber(ARGV[5]))
     if not slot then
       redis.call('DEL', ARGV[6] .. id)
       if not limit_wake or wake < limit_wake then limit_wake = wake end
+      if publish then publish_limited(id, fn, over) end
       return 'limited'
     end
+    if publish then forget_limited(id) end
   end
   local try = redis.call('INCR', ARGV[8] .. id)
   if try == 1 then redis.call('EXPIRE', ARGV[8] .. id, ARGV[9]) end
