@@ -51,7 +51,7 @@ while offset < limit and #claimed < want do
   offset = offset + count
 end
 for _, fn in ipairs(names) do
-  index_move_many(started[fn], fn, 'waiting', 'in_progress', now)
+  index_set_many(started[fn], fn, 'in_progress', now)
 end
 local nxt = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 return {claimed, nxt[2] or ''}

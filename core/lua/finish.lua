@@ -61,7 +61,7 @@ if mode == 'finish' then
     if event == 'failed' or event == 'dead' then data = '{"try":' .. ARGV[3] .. ',"error":' .. error_json .. '}' end
     emit_event(job_id, fn, event, data)
     expire_events(job_id, events_px)
-    index_move(job_id, fn, 'in_progress', event, now)
+    index_set(job_id, fn, event, now)
   end
   return 1
 end
@@ -72,14 +72,14 @@ if mode == 'retry' then
   if fn ~= '' then
     emit_event(job_id, fn, 'retrying',
       '{"try":' .. ARGV[3] .. ',"retry_at":' .. retry_score .. ',"error":' .. error_json .. '}')
-    index_move(job_id, fn, 'in_progress', 'waiting', retry_score)
+    index_set(job_id, fn, 'waiting', retry_score)
   end
 else -- requeue: the worker is stopping; the try it took is given back
   redis.call('DECR', KEYS[2])
   if fn ~= '' then
     local due = redis.call('ZSCORE', KEYS[5], job_id) or now
     emit_event(job_id, fn, 'requeued', '{"scheduled_at":' .. due .. '}')
-    index_move(job_id, fn, 'in_progress', 'waiting', due)
+    index_set(job_id, fn, 'waiting', due)
   end
 end
 if tonumber(retry_score) <= tonumber(now) and redis.call('LPUSH', KEYS[9], '1') > tonumber(max_wake) then
