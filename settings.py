@@ -145,6 +145,12 @@ class Settings(BaseSettings):
     max_waits_per_key: int = Field(
         32, ge=1, description="Result waits (`?wait=`) and event streams one key may hold open per API process."
     )
+    dashboard_session_seconds: int = Field(
+        8 * 3600,
+        ge=60,
+        le=30 * 86_400,
+        description="How long a dashboard sign-in lasts (its session is kept in Redis; signing out ends it).",
+    )
     redis_username: str | None = Field(None, description="Redis ACL user; overrides one given in REDIS_URL.")
     redis_password: SecretStr | None = Field(None, description="Redis password; overrides one given in REDIS_URL.")
     redis_ca_file: str | None = Field(

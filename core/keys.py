@@ -110,3 +110,8 @@ def is_platform_job_id(job_id: str) -> bool:
 def rate(principal: str, window: int) -> str:
     """Requests one API key made in one rate-limit window, shared by every API process."""
     return f"{PREFIX}rate:{principal}:{window}"
+
+
+def dashboard_session(token_digest: str) -> str:
+    """A dashboard sign-in, by the SHA-256 of its cookie's token (the token itself is never stored)."""
+    return f"{PREFIX}dashboard:session:{token_digest}"

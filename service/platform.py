@@ -25,6 +25,7 @@ from core.redis import log_redis_in_use, open_api_pool, redacted
 from core.registry import Registry, load_registry
 from service import docs
 from service.auth import AuthMode, auth_mode
+from service.dashboard import routes as dashboard
 from service.handle import InFlight
 from service.limits import WaitSlots
 from service.routes import cron, dead, functions, health, jobs, queues, typed, workers
@@ -74,7 +75,7 @@ class Platform:
         dispatch, document = typed.routers(self.registry)
         self.routers: tuple[APIRouter, ...] = (jobs.router, dispatch, dead.router, functions.router, cron.router,
                                                queues.router, workers.router, health.router, docs.router,
-                                               document)  # fmt: skip
+                                               dashboard.router, document)  # fmt: skip
         self.router = APIRouter()
         for router in self.routers:
             self.router.include_router(router, generate_unique_id_function=operation_id)
