@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from core.embedded_redis import RedisProcess
 from tests.support.keys import api_keys_json
@@ -32,6 +32,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 WAIT_MS = 20_000  # the longest any expectation waits; each returns as soon as it holds
+expect.set_options(timeout=WAIT_MS)
 # Set UPDATE_DOCS_SCREENSHOTS=1 to copy the screenshots the README shows into docs/.
 DOCS = ROOT / "docs"
 _COLLECT_VIOLATIONS = """

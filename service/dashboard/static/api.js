@@ -46,7 +46,7 @@ export async function api(method, path, body) {
   return { status: response.status, data };
 }
 
-function setLive(state) {
+export function setLive(state) {
   const badge = document.getElementById('live');
   if (!badge) return;
   badge.dataset.state = state;

@@ -1,7 +1,7 @@
 // The dashboard's pages. Each reads the API once, then stays current from the event stream: an event redraws
 // what it changed (a progress bar directly, a table by reading it again, at most once a second). Nothing polls.
 
-import { ApiError, api, can, follow, notify, throttle } from './api.js';
+import { ApiError, api, can, follow, notify, setLive, throttle } from './api.js';
 import { Series, drawBars, drawRate } from './charts.js';
 import { ago, el, fill, jobLink, json, params, seconds, setText, status, when } from './dom.js';
 import { buildFields, clearErrors, readKwargs, showErrors } from './schema-form.js';
@@ -390,6 +390,7 @@ function followAccepted(jobId) {
 }
 
 async function enqueue() {
+  setLive('idle'); // no stream until a job is enqueued
   const functions = await functionNames();
   const select = document.getElementById('function');
   const form = document.getElementById('enqueue');
@@ -438,5 +439,9 @@ const PAGES = { overview, jobs, job, dead, cron, enqueue };
 guardButtons();
 const page = PAGES[document.body.dataset.page];
 if (page) {
-  page().catch((error) => notify(error.message, 'error'));
+  page()
+    .then(() => {
+      document.body.dataset.ready = 'true';
+    })
+    .catch((error) => notify(error.message, 'error'));
 }
