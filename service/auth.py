@@ -22,7 +22,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, compile_path
 from starlette.types import Scope as AsgiScope
 
-from service.errors import RETRY_AFTER_S, error_response
+from core.redis import PoolExhausted
+from service.errors import RETRY_AFTER_S, error_response, pool_exhausted_response
 from service.limits import RateLimiter
 from settings import ApiKeyEntry, Settings
 
@@ -203,6 +204,8 @@ class Authorizer:
             return error_response(403, f"this key lacks the {needed!r} scope", "forbidden")
         try:
             retry_after = await self.limiter.admit(principal.name, scope)
+        except PoolExhausted as exc:
+            return pool_exhausted_response(exc)
         except (RedisError, OSError) as exc:
             msg = f"Redis is unavailable ({type(exc).__name__}); retry shortly"
             return error_response(503, msg, "redis_unavailable", headers={"Retry-After": str(RETRY_AFTER_S)})
