@@ -91,6 +91,13 @@ class Settings(BaseSettings):
         "not stored.",
     )
     result_wait_max_seconds: float = Field(30, ge=0, description="Upper bound of `GET /v1/jobs/{id}/result?wait=N`.")
+    sse_keepalive_seconds: float = Field(
+        15,
+        gt=0,
+        le=300,
+        description="An event stream (`/v1/jobs/{id}/events`, `/v1/events`) sends a comment this "
+        "often while no event comes, so proxies keep it open and a lost client is noticed.",
+    )
     heartbeat_every_seconds: int = Field(
         60, ge=1, description="Schedule of the `record_heartbeat` cron job; must divide 60 or be a multiple of 60."
     )

@@ -27,8 +27,9 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, compile_path
 from starlette.types import Scope as AsgiScope
 
+from core.redis import PoolExhausted
 from service.dashboard.sessions import CSRF_HEADER, Session, find_session, session_token
-from service.errors import RETRY_AFTER_S, error_response
+from service.errors import RETRY_AFTER_S, error_response, pool_exhausted_response
 from service.limits import RateLimiter
 from settings import ApiKeyEntry, Settings
 
@@ -233,6 +234,8 @@ class Authorizer:
             if needed != ANY_KEY and needed not in principal.scopes:
                 return error_response(403, f"this key lacks the {needed!r} scope", "forbidden")
             retry_after = await self.limiter.admit(principal.name, scope)
+        except PoolExhausted as exc:
+            return pool_exhausted_response(exc)
         except (RedisError, OSError) as exc:
             msg = f"Redis is unavailable ({type(exc).__name__}); retry shortly"
             return error_response(503, msg, "redis_unavailable", headers={"Retry-After": str(RETRY_AFTER_S)})

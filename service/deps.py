@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from core.registry import Registry
 from service.auth import ANONYMOUS, Principal
+from service.event_hub import EventHub
 from service.handle import Jobs
 from service.limits import WaitSlots
 from settings import Settings
@@ -31,6 +32,10 @@ async def get_waits(request: Request) -> WaitSlots:
     return cast(WaitSlots, request.state.waits)
 
 
+async def get_events(request: Request) -> EventHub:
+    return cast(EventHub, request.state.events)
+
+
 async def get_principal(request: Request) -> Principal:
     """Who is calling, as the auth middleware found; anonymous on public routes."""
     return cast(Principal, getattr(request.state, "principal", ANONYMOUS))
@@ -40,6 +45,7 @@ PoolDep = Annotated[ArqRedis, Depends(get_pool)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WaitSlotsDep = Annotated[WaitSlots, Depends(get_waits)]
+EventHubDep = Annotated[EventHub, Depends(get_events)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 

@@ -1,6 +1,6 @@
 """The platform as parts of any FastAPI app: a router (every `/v1/...` route, the typed ones included) and a
-lifespan (one pool per process), composed with the app's own lifespan. The standalone app (`service.app`) is
-built from the same two parts.
+lifespan (one pool and one event hub per process), composed with the app's own lifespan. The standalone app
+(`service.app`) is built from the same two parts.
 
 ```python
 platform = Platform()                          # settings from the environment, jobs from JOB_MODULES
@@ -26,9 +26,10 @@ from core.registry import Registry, load_registry
 from service import docs
 from service.auth import AuthMode, auth_mode
 from service.dashboard import routes as dashboard
+from service.event_hub import EventHub
 from service.handle import InFlight
 from service.limits import WaitSlots
-from service.routes import cron, dead, functions, health, jobs, queues, typed, workers
+from service.routes import cron, dead, events, functions, health, jobs, queues, typed, workers
 from settings import Settings, load_settings
 
 log = structlog.get_logger("api")
@@ -44,6 +45,7 @@ class State(TypedDict):
     settings: Settings
     inflight: InFlight
     waits: WaitSlots
+    events: EventHub
 
 
 def log_auth_mode(settings: Settings) -> None:
@@ -74,7 +76,7 @@ class Platform:
         # operations of the typed endpoints (never matched) last.
         dispatch, document = typed.routers(self.registry)
         self.routers: tuple[APIRouter, ...] = (jobs.router, dispatch, dead.router, functions.router, cron.router,
-                                               queues.router, workers.router, health.router, docs.router,
+                                               queues.router, workers.router, events.router, health.router, docs.router,
                                                dashboard.router, document)  # fmt: skip
         self.router = APIRouter()
         for router in self.routers:
@@ -98,6 +100,8 @@ class Platform:
         except (RedisError, OSError) as exc:
             log.warning("api.redis_unavailable_at_start", redis=redacted(settings.redis_url), error=str(exc))
         log_auth_mode(settings)
+        hub = EventHub(settings)
+        await hub.start()
         try:
             yield {
                 "pool": pool,
@@ -105,8 +109,10 @@ class Platform:
                 "settings": settings,
                 "inflight": inflight,
                 "waits": WaitSlots(settings.max_waits_per_key),
+                "events": hub,
             }
         finally:
+            await hub.stop()
             if not await inflight.drain(SHUTDOWN_DRAIN_S):
                 log.warning("api.writes_abandoned", count=inflight.count)
             await pool.aclose()
