@@ -114,12 +114,16 @@ export function throttle(fn, ms) {
   return run;
 }
 
+let noticeTimer = null;
+
 export function notify(text, kind = 'info') {
   const notice = document.getElementById('notice');
   if (!notice) return;
   notice.textContent = text;
   notice.dataset.kind = kind;
   notice.hidden = !text;
+  clearTimeout(noticeTimer);
+  if (kind !== 'error') noticeTimer = setTimeout(() => { notice.hidden = true; }, 8000);
 }
 
 export function can(scope) {
