@@ -23,6 +23,12 @@ from bench.systems import PLATFORM
 from core.embedded_redis import free_port, start_redis
 
 
+async def script_usec(redis: ArqRedis) -> int:
+    """Microseconds Redis spent in scripts so far (their own commands included)."""
+    info: dict[str, Any] = await redis.info("commandstats")
+    return sum(int(stat["usec"]) for name, stat in info.items() if name in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
 async def drain_rounds(children: Children, redis_url: str, rounds: int, jobs: int) -> list[dict[str, Any]]:
     redis = ArqRedis.from_url(redis_url)
     bench = Bench(children, redis, redis_url, replace(QUICK, drain_jobs=jobs))
@@ -33,7 +39,9 @@ async def drain_rounds(children: Children, redis_url: str, rounds: int, jobs: in
             ids = await stage(bench, PLATFORM, jobs)
             processes, _ = await start_workers(bench, PLATFORM, 1)
             try:
+                usec_before = await script_usec(redis)
                 drained = await timed_drain(bench, PLATFORM, ids, processes)
+                usec_after = await script_usec(redis)
             finally:
                 children.stop(*processes)
             commands = drained["commands"]
@@ -42,6 +50,7 @@ async def drain_rounds(children: Children, redis_url: str, rounds: int, jobs: in
                 "rate": round(drained["rate"]),
                 "commands_per_job": round(sum(commands.values()), 2),
                 "top": {name: round(n, 2) for name, n in list(commands.items())[:12]},
+                "script_usec_per_job": round((usec_after - usec_before) / jobs, 1),
                 "redis_cpu_pct": round(drained["redis_cpu_pct"]),
                 "worker_cpu_pct": round(drained["workers_cpu_pct"]),
             }
@@ -65,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = asyncio.run(drain_rounds(children, redis.url, args.rounds, args.jobs))
     medians = {
         key: statistics.median(row[key] for row in rows)
-        for key in ("rate", "commands_per_job", "redis_cpu_pct", "worker_cpu_pct")
+        for key in ("rate", "commands_per_job", "script_usec_per_job", "redis_cpu_pct", "worker_cpu_pct")
     }
     print(json.dumps({"median": medians}), flush=True)
     return 0

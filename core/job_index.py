@@ -163,20 +163,31 @@ async def counts(redis: ArqRedis, names: Sequence[str], now_ms: int) -> tuple[di
     return by_status, by_function
 
 
+def _in_range(source: _Source, score: int) -> bool:
+    above_low = source.low == "-inf" or score > int(source.low.lstrip("("))
+    return above_low and (source.high is None or score <= source.high)
+
+
 async def _candidates(
     redis: ArqRedis, sources: list[_Source], after: Position | None, want: int
 ) -> list[tuple[int, str, _Source]]:
-    """Up to `want` items of each source past `after`, merged newest first."""
-    extra = 16  # items sharing the cursor's millisecond are skipped by id; fetch a few more to cover them
+    """Up to `want` items of each source past `after`, merged newest first. Past a cursor, the items sharing
+    its millisecond are read apart (all of them, each ordered by id), the older ones by an exclusive bound."""
+    queries: list[_Source] = []
     async with redis.pipeline(transaction=False) as pipe:
         for source in sources:
             high: float | str = "+inf" if source.high is None else source.high
             if after is not None:
-                high = after.score if source.high is None else min(after.score, source.high)
-            pipe.zrevrangebyscore(source.key, high, source.low, start=0, num=want + extra, withscores=True)
+                if _in_range(source, after.score):
+                    pipe.zrevrangebyscore(source.key, after.score, after.score, withscores=True)
+                    queries.append(source)
+                if source.high is None or after.score <= source.high:
+                    high = f"({after.score}"
+            pipe.zrevrangebyscore(source.key, high, source.low, start=0, num=want, withscores=True)
+            queries.append(source)
         replies = await pipe.execute()
     merged = []
-    for source, reply in zip(sources, replies, strict=True):
+    for source, reply in zip(queries, replies, strict=True):
         for member, score in reply:
             job_id, at = _text(member), int(score)
             if after is None or after.after(at, job_id):
