@@ -58,6 +58,6 @@ async def abort_job(pool: ArqRedis, queue_name: str, job_id: str, keep_result_s:
         keys.ABORT_SET,
         keys.holder(job_id),
     ]
-    args: list[str | bytes | int] = [job_id, result, now_ms, int(keep_result_s * 1000)]
+    args: list[str | bytes | int] = [job_id, result, now_ms, int(keep_result_s * 1000), header.function]
     outcome = await scripts(pool).abort(keys=script_keys, args=args)
     return AbortOutcome(outcome.decode() if isinstance(outcome, bytes) else outcome)

@@ -9,10 +9,11 @@ from arq.connections import ArqRedis
 
 
 class JobContext(TypedDict, total=False):
-    """What arq puts in `ctx`, plus the platform's additions (its queue and settings)."""
+    """What arq puts in `ctx`, plus the platform's additions (its queue, settings and function name)."""
 
     redis: ArqRedis
     job_id: str
+    function: str
     job_try: int
     enqueue_time: datetime
     score: int

@@ -12,7 +12,7 @@ import structlog
 from arq.connections import ArqRedis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core import attempts, codec, keys, wire
+from core import attempts, codec, events, keys, wire
 from core.attempts import Attempt
 from core.codec import ErrorKind
 from core.scripts import MAX_WAKE_TOKENS, scripts
@@ -111,6 +111,7 @@ async def delete(redis: ArqRedis, job_ids: list[str]) -> int:
         pipe.delete(*[keys.dead_letter(i) for i in job_ids])
         pipe.zrem(keys.DEAD_LETTERS, *job_ids)
         pipe.delete(*[keys.attempts(i) for i in job_ids])
+        pipe.delete(*[events.job_stream(i) for i in job_ids])  # a forgotten job's history goes with it
         deleted, *_ = await pipe.execute()
     return int(deleted)
 
@@ -138,6 +139,6 @@ async def requeue(redis: ArqRedis, queue_name: str, job_id: str) -> str:
         keys.holder(job_id),
     ]
     payload = wire.encode_job(letter.function, letter.kwargs, now_ms)
-    args: list[str | bytes | int] = [job_id, payload, now_ms, redis.expires_extra_ms, MAX_WAKE_TOKENS]
+    args: list[str | bytes | int] = [job_id, payload, now_ms, redis.expires_extra_ms, MAX_WAKE_TOKENS, letter.function]
     outcome = await scripts(redis).requeue_dead(keys=script_keys, args=args)
     return outcome.decode() if isinstance(outcome, bytes) else str(outcome)

@@ -15,6 +15,7 @@ from typing import Any
 from uuid import uuid4
 
 from arq.connections import ArqRedis
+from arq.jobs import serialize_job
 from pydantic import ValidationError
 
 from core import keys, wire
@@ -75,6 +76,7 @@ class JobRequest:
 @dataclass(frozen=True)
 class _Prepared:
     job_id: str
+    function: str
     payload: bytes
     score: int
     expires_ms: int
@@ -99,16 +101,18 @@ def _prepare(request: JobRequest, now: datetime, expires_after_ms: int) -> _Prep
     score = int(scheduled_at.timestamp() * 1000)
     expires_ms = max(score - now_ms, 0) + expires_after_ms
     payload = wire.encode_job(request.spec.name, wire_kwargs, now_ms)
-    return _Prepared(job_id, payload, score, expires_ms, Enqueued(job_id, now, max(scheduled_at, now)))
+    accepted = Enqueued(job_id, now, max(scheduled_at, now))
+    return _Prepared(job_id, request.spec.name, payload, score, expires_ms, accepted)
 
 
 async def _write(pool: ArqRedis, queue_name: str, prepared: Sequence[_Prepared]) -> list[bool]:
     """One script call for all of them: True written, False the id exists."""
     script_keys = [queue_name, keys.wake(queue_name)]
-    args: list[Any] = [MAX_WAKE_TOKENS]
+    # The enqueue's own now, as the scores were computed from it: a job due now is queued, not deferred.
+    args: list[Any] = [MAX_WAKE_TOKENS, int(prepared[0].accepted.enqueued_at.timestamp() * 1000)]
     for item in prepared:
         script_keys += [keys.job(item.job_id), keys.result(item.job_id)]
-        args += [item.job_id, item.payload, item.score, item.expires_ms]
+        args += [item.job_id, item.payload, item.score, item.expires_ms, item.function]
     written = await scripts(pool).enqueue(keys=script_keys, args=args)
     return [bool(flag) for flag in written]
 
@@ -167,6 +171,24 @@ def prepare_many(requests: Sequence[JobRequest], expires_after_ms: int) -> list[
     if errors:
         raise InvalidBatchItem(errors)
     return prepared
+
+
+async def enqueue_tick(
+    pool: ArqRedis, queue_name: str, function: str, job_id: str | None, defer_until: datetime | None
+) -> bool:
+    """A job without arguments, written as arq's `enqueue_job` writes it (the pool's own serializer) but through
+    the enqueue script, so it is published, indexed and counted like any other: how the worker enqueues cron
+    ticks. False when the id exists."""
+    now = _now_ms_precision()
+    now_ms = int(now.timestamp() * 1000)
+    scheduled = max(defer_until.astimezone(UTC), now) if defer_until is not None else now
+    score = int(scheduled.timestamp() * 1000) if defer_until is not None else now_ms
+    payload = serialize_job(function, (), {}, None, now_ms, serializer=pool.job_serializer)
+    expires_ms = max(score - now_ms, 0) + pool.expires_extra_ms
+    job_id = job_id or uuid4().hex
+    tick = _Prepared(job_id, function, payload, score, expires_ms, Enqueued(job_id, now, scheduled))
+    (written,) = await _write(pool, queue_name, [tick])
+    return written
 
 
 async def enqueue_from_job(ctx: JobContext, function: JobFunction, *, _job_id: str | None = None, **kwargs: Any) -> str:

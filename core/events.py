@@ -22,6 +22,8 @@ STREAM = "platform:events"
 JOB_STREAM_PREFIX = "platform:events:"
 EVENTS_MAX = 100_000
 JOB_EVENTS_MAX = 200
+# How long a job's events are kept after it ends when it keeps no result (nothing else of it is kept).
+UNSTORED_EVENTS_PX = 60_000
 
 
 class EventName(StrEnum):

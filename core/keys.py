@@ -27,6 +27,11 @@ HOLDER_PREFIX = PREFIX + "holder:"
 # clients, so nobody can take such an id first and suppress the job.
 PLATFORM_JOB_ID_PREFIX = "platform:"
 WORKERS = PREFIX + "workers"
+# Jobs finished per queue in buckets of THROUGHPUT_BUCKET_MS (`<prefix><queue>:<bucket number>`), written by the
+# finish script and read by `GET /v1/queues`; each expires after an hour and a little.
+THROUGHPUT_PREFIX = PREFIX + "throughput:"
+THROUGHPUT_BUCKET_MS = 10_000
+THROUGHPUT_TTL_S = 3_700
 DEAD_LETTERS = PREFIX + "dead"
 
 
@@ -44,6 +49,10 @@ def in_progress(job_id: str) -> str:
 
 def retry(job_id: str) -> str:
     return retry_key_prefix + job_id
+
+
+def throughput(queue_name: str, bucket: int) -> str:
+    return f"{THROUGHPUT_PREFIX}{queue_name}:{bucket}"
 
 
 def holder(job_id: str) -> str:

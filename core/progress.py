@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core import codec, keys
 from core.context import JobContext
+from core.scripts import scripts
 
 log = structlog.get_logger("core")
 PROGRESS_TTL_S = 7 * 86_400
@@ -26,10 +27,14 @@ class Progress(BaseModel):
 
 
 async def report_progress(ctx: JobContext, done: float, total: float | None = None, message: str = "") -> None:
-    """Record how far the current job is; `percent` is derived when `total` is given."""
+    """Record how far the current job is and publish it (a `progress` event), in one call; `percent` is
+    derived when `total` is given."""
     percent = round(100 * done / total, 1) if total else None
     record = Progress(done=done, total=total, percent=percent, message=message, updated_at=time.time())
-    await ctx["redis"].set(keys.progress(ctx["job_id"]), codec.dumps(record), ex=PROGRESS_TTL_S)
+    job_id = ctx["job_id"]
+    data = codec.dumps(record.model_dump(exclude={"updated_at"}))
+    args: list[str | bytes | int] = [job_id, ctx.get("function", ""), codec.dumps(record), PROGRESS_TTL_S, data]
+    await scripts(ctx["redis"]).progress(keys=[keys.progress(job_id)], args=args)
 
 
 def parse_progress(raw: bytes | None) -> Progress | None:

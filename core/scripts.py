@@ -14,15 +14,38 @@ from pathlib import Path
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from core import events, job_index, job_metrics, keys
+
 LUA_DIR = Path(__file__).parent / "lua"
 # Wake tokens kept at most: enough to wake every worker, bounded so an idle queue never grows.
 MAX_WAKE_TOKENS = 256
 
 
+# Names the preludes use, filled in from the modules that own them (`__NAME__` in a `_*.lua` file).
+PRELUDE_CONSTANTS = {
+    "EVENTS_STREAM": events.STREAM,
+    "EVENTS_MAX": str(events.EVENTS_MAX),
+    "JOB_STREAM_PREFIX": events.JOB_STREAM_PREFIX,
+    "JOB_EVENTS_MAX": str(events.JOB_EVENTS_MAX),
+    "INDEX_PREFIX": job_index.PREFIX,
+    "INDEX_FUNCTIONS": job_index.FUNCTIONS,
+    "METRICS_COUNTS": job_metrics.COUNTS_KEY,
+    "METRICS_HIST": job_metrics.HIST_KEY,
+    "METRICS_BUCKETS": "{" + ", ".join(repr(bound) for bound in job_metrics.BUCKETS) + "}",
+    "THROUGHPUT_PREFIX": keys.THROUGHPUT_PREFIX,
+    "THROUGHPUT_BUCKET_MS": str(keys.THROUGHPUT_BUCKET_MS),
+    "THROUGHPUT_TTL_S": str(keys.THROUGHPUT_TTL_S),
+    "UNSTORED_EVENTS_PX": str(events.UNSTORED_EVENTS_PX),
+}
+
+
 @cache
 def preludes() -> str:
     """Every `_*.lua` file, in name order: local functions every script may call."""
-    return "".join(path.read_text() + "\n" for path in sorted(LUA_DIR.glob("_*.lua")))
+    text = "".join(path.read_text() + "\n" for path in sorted(LUA_DIR.glob("_*.lua")))
+    for name, value in PRELUDE_CONSTANTS.items():
+        text = text.replace(f"__{name}__", value)
+    return text
 
 
 @cache
@@ -41,6 +64,7 @@ class Scripts:
     abort: AsyncScript
     requeue_dead: AsyncScript
     release_lock: AsyncScript
+    progress: AsyncScript
 
 
 def scripts(pool: Redis) -> Scripts:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from core import keys
 from core.attempts import Attempt
 from core.codec import ErrorKind
+from core.job_index import JobSummary, SearchStatus
 from core.progress import Progress
 from core.status import JobFailure, JobRecord, JobState
 
@@ -299,6 +301,38 @@ class QueueView(BaseModel):
     deferred: int
     in_progress: int
     workers: int
+    oldest_waiting_age_s: float | None = Field(
+        None, description="How long the oldest job due and not yet started has been waiting; null when none is."
+    )
+    finished_last_minute: int = Field(0, description="Jobs its workers ended (any outcome) in the last minute.")
+    finished_last_hour: int = Field(0, description="Jobs its workers ended (any outcome) in the last hour.")
+
+
+class JobSummaryView(BaseModel):
+    """One job in a search: what it is and where it stands, without its arguments or result."""
+
+    job_id: str
+    function: str
+    status: SearchStatus
+    enqueued_at: datetime | None = Field(description="null when its history no longer goes back that far.")
+    scheduled_at: datetime | None = Field(description="When a queued or deferred job is (or was) due.")
+    started_at: datetime | None = Field(description="When a running job's current try started.")
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, summary: JobSummary) -> JobSummaryView:
+        return cls(**asdict(summary))
+
+
+class JobCounts(BaseModel):
+    status: dict[str, int] = Field(description="Jobs per status, over every function.")
+    function: dict[str, int] = Field(description="Jobs per function, over every status.")
+
+
+class JobPage(BaseModel):
+    items: list[JobSummaryView]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
+    counts: JobCounts
 
 
 class WorkerJobsView(BaseModel):

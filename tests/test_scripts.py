@@ -6,12 +6,17 @@ from dataclasses import fields
 
 from arq.connections import ArqRedis
 
-from core.scripts import LUA_DIR, Scripts, scripts
+from core.scripts import LUA_DIR, Scripts, preludes, scripts
 from settings import Settings
 
 
 def test_every_lua_file_is_a_script_and_every_script_a_file() -> None:
-    assert {path.stem for path in LUA_DIR.glob("*.lua")} == {f.name for f in fields(Scripts)}
+    scripts_on_disk = {path.stem for path in LUA_DIR.glob("*.lua") if not path.stem.startswith("_")}
+    assert scripts_on_disk == {f.name for f in fields(Scripts)}
+
+
+def test_every_prelude_name_is_filled_in() -> None:
+    assert "__" not in preludes()
 
 
 async def test_scripts_are_registered_once_per_pool(settings: Settings, redis: ArqRedis) -> None:

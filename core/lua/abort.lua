@@ -1,7 +1,8 @@
 -- Abort a job. One that no worker holds is ended here, atomically against the claim script: either a worker
--- claimed it (it runs; the abort is handed to its worker through the abort set) or it is ended now.
+-- claimed it (it runs; the abort is handed to its worker through the abort set, and its finish publishes it) or
+-- it is ended now: published (aborted), moved in the index and counted.
 -- KEYS: queue, job, lease, result, try counter, abort set, holder. ARGV: job_id, aborted result, now_ms,
--- result_px.
+-- result_px, function ('' when its payload named none).
 if redis.call('EXISTS', KEYS[4]) == 1 then return 'finished' end
 if redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
@@ -9,7 +10,16 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
 end
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 'not_found' end
 redis.call('DEL', KEYS[2], KEYS[5], KEYS[7])
+local events_px = UNSTORED_EVENTS_PX
 if tonumber(ARGV[4]) > 0 then
   redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[4])
+  events_px = ARGV[4]
+end
+local fn = ARGV[5]
+if fn and fn ~= '' then
+  emit_event(ARGV[1], fn, 'aborted', '{}')
+  expire_events(ARGV[1], events_px)
+  index_move(ARGV[1], fn, 'waiting', 'aborted', ARGV[3])
+  count_metric('finished|' .. fn .. '|aborted', 1)
 end
 return 'aborted'

@@ -4,6 +4,9 @@
 -- and the job's holder key set to the same token: the holder outlives a lapsed lease, so a lapsed claim can
 -- tell whether anyone claimed the job since. Reads at most ARGV[3] due ids, ARGV[4] at a time: running jobs stay in
 -- the queue until they end, so the first due ids may all be taken. Returns the claims and the next due score.
+-- Each claimed job whose payload names its function (the JSON payloads the platform writes) is published
+-- (started), moved to the in_progress index, and its wait since it came due is observed (queue_wait); the
+-- index and metric writes are made once per function of the batch.
 -- ARGV: now_ms, want, read_limit, page, lease_ms, lease_prefix, job_prefix, try_prefix, try_ttl_s, token_prefix,
 --       result_prefix, holder_prefix, claim call number
 local claimed = {}
@@ -11,6 +14,8 @@ local claimed = {}
 local aborts = redis.call('EXISTS', KEYS[2]) == 1
 local want, limit, page = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local offset = 0
+local now = tonumber(ARGV[1])
+local started, names, waits, wait_sums = {}, {}, {}, {}
 while offset < limit and #claimed < want do
   local count = math.min(page, limit - offset)
   local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', offset, count)
@@ -30,11 +35,28 @@ while offset < limit and #claimed < want do
         redis.call('SET', ARGV[12] .. id, token, 'EX', ARGV[9])
         local aborted = aborts and redis.call('ZREM', KEYS[2], id) or 0
         claimed[#claimed + 1] = {id, due[i + 1], payload or false, try, aborted, token}
+        local fn = payload and string.match(payload, '^{"t":[^,]*,"f":"([^"\\]+)"')
+        if fn then
+          if aborted == 0 then emit_event(id, fn, 'started', '{"try":' .. try .. '}') end
+          if not started[fn] then
+            started[fn], waits[fn], wait_sums[fn] = {}, {}, 0
+            names[#names + 1] = fn
+          end
+          started[fn][#started[fn] + 1] = id
+          local wait_s = math.max(0, now - tonumber(due[i + 1])) / 1000
+          local bucket = metric_bucket(wait_s)
+          waits[fn][bucket] = (waits[fn][bucket] or 0) + 1
+          wait_sums[fn] = wait_sums[fn] + wait_s
+        end
       end
     end
   end
   if #due < count * 2 then break end
   offset = offset + count
+end
+for _, fn in ipairs(names) do
+  index_move_many(started[fn], fn, 'waiting', 'in_progress', now)
+  observe_metric_counts('queue_wait', fn, waits[fn], wait_sums[fn])
 end
 local nxt = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 return {claimed, nxt[2] or ''}

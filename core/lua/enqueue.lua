@@ -1,22 +1,36 @@
 -- Enqueue jobs in arq's key layout, all of them or none: one script is atomic, and Redis refuses a script
 -- (out of memory) only at its first write, so a refused batch writes nothing. An id that exists (queued,
 -- running, or with a kept result) is not written; the same payload under the same id means this call is a
--- retry of one that got through (answered 1).
--- KEYS: queue, wake list, then per job: job key, result key. ARGV: max_wake_tokens, then per job: id, payload,
--- score, expires_ms. Returns 1 (written) or 0 (the id exists) per job.
+-- retry of one that got through (answered 1). Each job written is published (queued or deferred), indexed as
+-- waiting and counted as enqueued.
+-- KEYS: queue, wake list, then per job: job key, result key. ARGV: max_wake_tokens, now_ms, then per job: id,
+-- payload, score, expires_ms, function. Returns 1 (written) or 0 (the id exists) per job.
 local written, added = {}, 0
-for i = 1, (#ARGV - 1) / 4 do
-  local job, result, base = KEYS[2 * i + 1], KEYS[2 * i + 2], 4 * i - 2
+local now = tonumber(ARGV[2])
+local enqueued, names = {}, {}
+for i = 1, (#ARGV - 2) / 5 do
+  local job, result, base = KEYS[2 * i + 1], KEYS[2 * i + 2], 5 * i - 2
   if redis.call('EXISTS', result) == 1 then
     written[i] = 0
   elseif redis.call('SET', job, ARGV[base + 1], 'NX', 'PX', ARGV[base + 3]) then
-    redis.call('ZADD', KEYS[1], ARGV[base + 2], ARGV[base])
+    local id, score, fn = ARGV[base], ARGV[base + 2], ARGV[base + 4]
+    redis.call('ZADD', KEYS[1], score, id)
     written[i] = 1
     added = added + 1
+    emit_event(id, fn, tonumber(score) > now and 'deferred' or 'queued', '{"scheduled_at":' .. score .. '}')
+    expire_events(id, ARGV[base + 3])
+    index_move(id, fn, nil, 'waiting', score)
+    if not enqueued[fn] then
+      enqueued[fn] = 0
+      names[#names + 1] = fn
+    end
+    enqueued[fn] = enqueued[fn] + 1
   else
     written[i] = redis.call('GET', job) == ARGV[base + 1] and 1 or 0
   end
 end
+for _, fn in ipairs(names) do count_metric('enqueued|' .. fn, enqueued[fn]) end
+index_functions(names)
 if added > 0 and redis.call('LPUSH', KEYS[2], '1') > tonumber(ARGV[1]) then
   redis.call('LTRIM', KEYS[2], 0, ARGV[1] - 1)
 end

@@ -1,10 +1,14 @@
 -- Write the end of one try, once, by whoever still holds the job: the only script that ends, retries or
--- requeues a claimed job. Returns 1 when written, 0 when this claim no longer holds the job (nothing changes).
+-- requeues a claimed job. Returns 1 when written, 0 when this claim no longer holds the job (nothing changes,
+-- nothing is published). A written end is published (its event), moves the job in the index, and is counted in
+-- the job metrics (and, when it ends the job, in its queue's throughput).
 -- KEYS: lease, try counter, job, result, queue, abort set, holder, then as the mode needs: attempts, wake list,
 --       dead letter, dead letters.
 -- ARGV: job_id, token, try, "<mode> <result px|-> <keep lease px|-> <retry score> <now ms> <attempts ttl s>
---       <dead letter px|-> <max wake tokens>", result (or ''), attempt (or ''), dead letter (or '').
--- mode: finish | retry | requeue. The options travel as one string: every argument costs the client work.
+--       <dead letter px|-> <max wake tokens> <event> <duration bucket|-> <duration s|->", function ('' unknown),
+--       result (or ''), attempt (or ''), dead letter (or ''), error JSON (or '').
+-- mode: finish | retry | requeue; event: complete | failed | dead | aborted (finish), retrying, requeued.
+-- The options travel as one string: every argument costs the client work.
 local current = redis.call('GET', KEYS[1])
 if current ~= ARGV[2] then
   -- Not our lease. A lapsed one is still ours if nobody claimed the job since (its holder is still our token:
@@ -13,12 +17,15 @@ if current ~= ARGV[2] then
     return 0
   end
 end
-local mode, result_px, keep_lease_px, retry_score, now, attempts_ttl, dead_px, max_wake =
-  string.match(ARGV[4], '(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)')
-if ARGV[6] and ARGV[6] ~= '' then
-  redis.call('RPUSH', KEYS[8], ARGV[6])
+local mode, result_px, keep_lease_px, retry_score, now, attempts_ttl, dead_px, max_wake, event, bucket, seconds =
+  string.match(ARGV[4], '(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)')
+local job_id, fn = ARGV[1], ARGV[5]
+local error_json = (ARGV[9] and ARGV[9] ~= '') and ARGV[9] or 'null'
+if ARGV[7] and ARGV[7] ~= '' then
+  redis.call('RPUSH', KEYS[8], ARGV[7])
   redis.call('EXPIRE', KEYS[8], attempts_ttl)
 end
+if fn ~= '' and bucket ~= '-' then observe_metric('duration', fn, bucket, seconds) end
 if mode == 'finish' then
   if keep_lease_px == '-' then
     redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[7])
@@ -26,33 +33,57 @@ if mode == 'finish' then
     redis.call('DEL', KEYS[2], KEYS[3], KEYS[7])
     redis.call('PEXPIRE', KEYS[1], keep_lease_px)
   end
-  if ARGV[5] and ARGV[5] ~= '' then
+  local events_px = UNSTORED_EVENTS_PX
+  if ARGV[6] and ARGV[6] ~= '' then
+    events_px = result_px
     if result_px == '-' then
-      redis.call('SET', KEYS[4], ARGV[5])
+      redis.call('SET', KEYS[4], ARGV[6])
     else
-      redis.call('SET', KEYS[4], ARGV[5], 'PX', result_px)
+      redis.call('SET', KEYS[4], ARGV[6], 'PX', result_px)
     end
   end
-  redis.call('ZREM', KEYS[5], ARGV[1])
-  redis.call('ZREM', KEYS[6], ARGV[1])
-  if ARGV[7] and ARGV[7] ~= '' then
+  redis.call('ZREM', KEYS[5], job_id)
+  redis.call('ZREM', KEYS[6], job_id)
+  if ARGV[8] and ARGV[8] ~= '' then
     if dead_px == '-' then
-      redis.call('SET', KEYS[10], ARGV[7])
+      redis.call('SET', KEYS[10], ARGV[8])
       redis.call('PERSIST', KEYS[8])
+      events_px = '-'
     else
-      redis.call('SET', KEYS[10], ARGV[7], 'PX', dead_px)
+      redis.call('SET', KEYS[10], ARGV[8], 'PX', dead_px)
       redis.call('PEXPIRE', KEYS[8], dead_px)
+      if events_px ~= '-' and tonumber(dead_px) > tonumber(events_px) then events_px = dead_px end
     end
-    redis.call('ZADD', KEYS[11], now, ARGV[1])
+    redis.call('ZADD', KEYS[11], now, job_id)
   end
+  if fn ~= '' then
+    local data = '{"try":' .. ARGV[3] .. '}'
+    if event == 'failed' or event == 'dead' then data = '{"try":' .. ARGV[3] .. ',"error":' .. error_json .. '}' end
+    emit_event(job_id, fn, event, data)
+    expire_events(job_id, events_px)
+    index_move(job_id, fn, 'in_progress', event, now)
+    count_metric('finished|' .. fn .. '|' .. event, 1)
+  end
+  count_finished(KEYS[5], tonumber(now))
   return 1
 end
 redis.call('DEL', KEYS[1], KEYS[7])
 if mode == 'retry' then
   -- XX: only a job still on the queue is rescheduled; nothing puts an ended job back.
-  redis.call('ZADD', KEYS[5], 'XX', retry_score, ARGV[1])
+  redis.call('ZADD', KEYS[5], 'XX', retry_score, job_id)
+  if fn ~= '' then
+    emit_event(job_id, fn, 'retrying',
+      '{"try":' .. ARGV[3] .. ',"retry_at":' .. retry_score .. ',"error":' .. error_json .. '}')
+    index_move(job_id, fn, 'in_progress', 'waiting', retry_score)
+    count_metric('retried|' .. fn, 1)
+  end
 else -- requeue: the worker is stopping; the try it took is given back
   redis.call('DECR', KEYS[2])
+  if fn ~= '' then
+    local due = redis.call('ZSCORE', KEYS[5], job_id) or now
+    emit_event(job_id, fn, 'requeued', '{"scheduled_at":' .. due .. '}')
+    index_move(job_id, fn, 'in_progress', 'waiting', due)
+  end
 end
 if tonumber(retry_score) <= tonumber(now) and redis.call('LPUSH', KEYS[9], '1') > tonumber(max_wake) then
   redis.call('LTRIM', KEYS[9], 0, max_wake - 1)

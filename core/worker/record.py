@@ -17,7 +17,8 @@ import structlog
 from arq.connections import ArqRedis
 from redis.exceptions import NoScriptError, RedisError
 
-from core import attempts, codec, dead_letters, keys
+from core import attempts, codec, dead_letters, job_metrics, keys
+from core.codec import JobError
 from core.scripts import MAX_WAKE_TOKENS, scripts
 from core.worker.claim import Claim
 from core.worker.outcome import Aborted, Failed, Lost, Outcome, Requeued, Retrying, Succeeded
@@ -39,7 +40,23 @@ def _dash(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
-async def write(pool: ArqRedis, queue_name: str, claim: Claim, outcome: Outcome, storage: Storage) -> bool:
+def _error_json(error: JobError | None) -> bytes:
+    """What an event says of a failure (its traceback stays in the job's records)."""
+    return b"" if error is None else codec.dumps({"type": error.type, "message": error.message, "kind": error.kind})
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What the finish script publishes and counts besides the outcome: the function ('' when the payload did
+    not name one) and how long the try ran (None: it did not run)."""
+
+    function: str
+    duration_s: float | None
+
+
+async def write(
+    pool: ArqRedis, queue_name: str, claim: Claim, outcome: Outcome, storage: Storage, ran: Ran = Ran("", None)
+) -> bool:
     """One attempt at writing; True when written, False when the claim no longer holds the job. Only the keys
     and arguments the outcome needs are sent: each one costs the client encoding work on the hot path."""
     job_id = claim.job_id
@@ -51,29 +68,35 @@ async def write(pool: ArqRedis, queue_name: str, claim: Claim, outcome: Outcome,
     mode, retry_score = "finish", now_ms
     args: list[str | int | bytes] = [job_id, claim.token, claim.job_try]
     match outcome:
-        case Succeeded(result=payload) | Aborted(result=payload):
-            extra: list[str | int | bytes] = [payload or b""]
-        case Failed(result=payload, attempt=entry, dead_letter=dead):
+        case Succeeded(result=payload):
+            event, extra = "complete", [payload or b""]
+        case Aborted(result=payload):
+            event, extra = "aborted", [payload or b""]
+        case Failed(result=payload, attempt=entry, dead_letter=dead, error=error):
             script_keys += [keys.attempts(job_id), keys.wake(queue_name)]
+            event = "failed" if dead is None else "dead"
             extra = [payload or b"", codec.dumps(entry) if entry else b""]
             if dead is not None:
                 script_keys += [keys.dead_letter(job_id), keys.DEAD_LETTERS]
-                extra.append(dead_letters.encode(dead))
-        case Retrying(delay_s=delay_s, attempt=entry):
-            mode, retry_score = "retry", now_ms + int(delay_s * 1000)
+            extra += [dead_letters.encode(dead) if dead else b"", _error_json(error)]
+        case Retrying(delay_s=delay_s, attempt=entry, error=error):
+            mode, event, retry_score = "retry", "retrying", now_ms + int(delay_s * 1000)
             script_keys += [keys.attempts(job_id), keys.wake(queue_name)]
-            extra = [b"", codec.dumps(entry) if entry else b""]
+            extra = [b"", codec.dumps(entry) if entry else b"", b"", _error_json(error)]
         case Requeued():
-            mode = "requeue"
+            mode, event = "requeue", "requeued"
             script_keys += [keys.attempts(job_id), keys.wake(queue_name)]
             extra = []
         case Lost():
             raise ValueError("a lost claim has nothing to write")
+    observed = "- -"
+    if ran.duration_s is not None and mode != "requeue":
+        observed = f"{job_metrics.bucket_index(ran.duration_s)} {ran.duration_s:.6f}"
     options = (
         f"{mode} {_dash(storage.result_px)} {_dash(storage.keep_lease_px)} {retry_score} {now_ms} "
-        f"{attempts.ATTEMPTS_TTL_S} {_dash(storage.dead_letter_px)} {MAX_WAKE_TOKENS}"
+        f"{attempts.ATTEMPTS_TTL_S} {_dash(storage.dead_letter_px)} {MAX_WAKE_TOKENS} {event} {observed}"
     )
-    return bool(await scripts(pool).finish(keys=script_keys, args=[*args, options, *extra]))
+    return bool(await scripts(pool).finish(keys=script_keys, args=[*args, options, ran.function, *extra]))
 
 
 async def record(
@@ -83,12 +106,13 @@ async def record(
     outcome: Outcome,
     storage: Storage,
     give_up: Callable[[], bool],
+    ran: Ran = Ran("", None),
 ) -> bool | None:
     """Write the outcome, riding out Redis outages: True written, False stale, None given up (`give_up()`)."""
     backoff_s = 0.05
     while True:
         try:
-            return await write(pool, queue_name, claim, outcome, storage)
+            return await write(pool, queue_name, claim, outcome, storage, ran)
         except NoScriptError:
             continue  # Redis restarted empty between redis-py's load and our call: it loads again
         except (RedisError, OSError) as exc:

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from core.worker.worker import PlatformWorker
 
 
+UNKNOWN_FUNCTION = "<unknown>"  # a try whose payload could not be read
+
+
 class JobRaisedBaseException(Exception):
     """The job raised a BaseException (SystemExit, KeyboardInterrupt, ...): a failed try, not a dead worker."""
 
@@ -143,7 +146,7 @@ class _Runner:
     def __init__(self, worker: PlatformWorker, claim: Claim) -> None:
         self.worker = worker
         self.claim = claim
-        self.function = "<unknown>"
+        self.function = UNKNOWN_FUNCTION
         self.args: tuple[Any, ...] = ()
         self.kwargs: dict[str, Any] = {}
         self.enqueue_time_ms = 0
@@ -180,7 +183,7 @@ class _Runner:
     def dead_letter(self, error: JobError, reason: str, tries: int, requeueable: bool = True) -> DeadLetter:
         return DeadLetter(
             job_id=self.claim.job_id,
-            function=self.function if requeueable and self.function != "<unknown>" else None,
+            function=self.function if requeueable and self.function != UNKNOWN_FUNCTION else None,
             kwargs=self.kwargs,
             tries=tries,
             reason=reason,
@@ -245,6 +248,7 @@ class _Runner:
         ctx = self.ctx = {
             **worker.ctx,
             "job_id": claim.job_id,
+            "function": self.function,
             "job_try": claim.job_try,
             "enqueue_time": ms_to_datetime(self.enqueue_time_ms),
             "score": claim.score,

@@ -27,6 +27,7 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from core import cron_runs, keys, workers
+from core.enqueue import enqueue_tick
 from core.logging import configure_logging
 from core.redis import log_redis_in_use, open_worker_pool
 from core.registry import CRON_ATTRIBUTE
@@ -34,8 +35,8 @@ from core.worker import heartbeat, leases
 from core.worker.claim import Claim, claim
 from core.worker.functions import Runnable, resolve
 from core.worker.outcome import Aborted, Failed, Lost, Requeued, Retrying, Succeeded
-from core.worker.record import Storage, record
-from core.worker.run import Try, run_try
+from core.worker.record import Ran, Storage, record
+from core.worker.run import UNKNOWN_FUNCTION, Try, run_try
 from settings import Settings, load_settings
 
 log = structlog.get_logger("worker")
@@ -116,7 +117,9 @@ class PlatformWorker(Worker):
         if self.announces:
             interval_s = self.platform_settings.health_check_interval_seconds
             self._background.append(
-                asyncio.create_task(heartbeat.beat_forever(self.pool, self.info, interval_s, self.counters))
+                asyncio.create_task(
+                    heartbeat.beat_forever(self.pool, self.info, interval_s, self.counters, self._index_keeps())
+                )
             )
         try:
             while not self._exit:  # set on stop: a cancel of main() alone can be lost in a wait it interrupts
@@ -264,9 +267,9 @@ class PlatformWorker(Worker):
                 self.ending.add(held.token)
                 if tried.ctx is not None and self.on_job_end:
                     await self.on_job_end(tried.ctx)
-                written = await record(
-                    self.pool, self.queue_name, held, tried.outcome, self._storage(tried.runnable), self._give_up
-                )
+                ran = Ran("" if tried.function == UNKNOWN_FUNCTION else tried.function, tried.duration_s)
+                storage = self._storage(tried.runnable)
+                written = await record(self.pool, self.queue_name, held, tried.outcome, storage, self._give_up, ran)
             self._count_and_log(tried, written)
             if written and tried.runnable is not None and tried.runnable.platform_cron:
                 await self._record_cron_end(tried)
@@ -315,6 +318,13 @@ class PlatformWorker(Worker):
             keep_lease_px=to_ms(runnable.keep_lease_s) if runnable and runnable.keep_lease_s else None,
             dead_letter_px=int(dead_ttl_s * 1000) if dead_ttl_s else None,
         )
+
+    def _index_keeps(self) -> heartbeat.IndexKeeps:
+        """How long each function's ended jobs stay in the job index: as long as their records."""
+        return [
+            (name, self._storage(runnable).result_px, self._storage(runnable).dead_letter_px)
+            for name, runnable in self.runnables.items()
+        ]
 
     def _give_up(self) -> bool:
         """Whether to stop retrying an outcome Redis will not take: only once stopping, after a lease."""
@@ -426,14 +436,9 @@ class PlatformWorker(Worker):
                     continue
                 cron_job.next_run = n
             if cron_job.next_run < cutoff:
-                enqueues.append(
-                    self.pool.enqueue_job(
-                        cron_job.name,
-                        _job_id=self._cron_job_id(cron_job),
-                        _queue_name=self.queue_name,
-                        _defer_until=cron_job.next_run if cron_job.next_run > datetime.now(tz=self.timezone) else None,
-                    )
-                )
+                defer_until = cron_job.next_run if cron_job.next_run > datetime.now(tz=self.timezone) else None
+                job_id = self._cron_job_id(cron_job)
+                enqueues.append(enqueue_tick(self.pool, self.queue_name, cron_job.name, job_id, defer_until))
                 cron_job.calculate_next(cron_job.next_run)
         if enqueues:
             await asyncio.gather(*enqueues)

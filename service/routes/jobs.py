@@ -9,17 +9,29 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import ValidationError
 
+from core import job_index
 from core.abort import AbortOutcome, abort_job
 from core.codec import KIND_TYPES, ErrorKind
 from core.enqueue import DuplicateJob, Enqueued, InvalidBatchItem, JobRequest, enqueue, enqueue_many, prepare_many
 from core.exact_json import Unencodable
+from core.job_index import BadCursor, SearchStatus
 from core.registry import JobSpec, UnknownFunction
 from core.status import JobFailure, JobState
 from service.auth import Scope, requires
 from service.deps import EventHubDep, PoolDep, PrincipalDep, RegistryDep, SettingsDep, WaitSlotsDep
 from service.errors import ApiError, KwargsInvalid, PlatformRoute, kwargs_errors, problem
 from service.limits import WAIT_RETRY_AFTER_S, TooManyWaits
-from service.models import BatchAccepted, BatchEnqueueRequest, EnqueueRequest, JobAccepted, JobOutcome, JobView
+from service.models import (
+    BatchAccepted,
+    BatchEnqueueRequest,
+    EnqueueRequest,
+    JobAccepted,
+    JobCounts,
+    JobOutcome,
+    JobPage,
+    JobSummaryView,
+    JobView,
+)
 from service.strict_json import InputRejected, check_kwargs
 from service.waiting import JOB_ID_LOC, record_or_404, wait_until_finished
 from settings import Settings
@@ -28,6 +40,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=PlatformRoute)
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No job with this id"}}
 ABORT_WAIT_S = 2.0
+MAX_PAGE = 200
 
 
 def _accepted(function: str, enqueued: Enqueued) -> JobAccepted:
@@ -109,6 +122,30 @@ async def enqueue_batch(
         else:
             accepted.accepted.append(_accepted(request.spec.name, outcome))
     return accepted
+
+
+@router.get("")
+async def search_jobs(
+    pool: PoolDep,
+    registry: RegistryDep,
+    status: Annotated[SearchStatus | None, Query(description="Only jobs with this status.")] = None,
+    function: Annotated[str | None, Query(max_length=200, description="Only jobs of this function.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Jobs per page.")] = 50,
+    cursor: Annotated[str | None, Query(max_length=600, description="`next_cursor` of the previous page.")] = None,
+) -> JobPage:
+    """Jobs newest first (by their latest change; a deferred job by when it is due), with counts per status and
+    per function. Kept by the platform's own bounded indexes: ended jobs stay listed while their records do."""
+    try:
+        page = await job_index.search(
+            pool, status=status, function=function, limit=limit, cursor=cursor, known_functions=registry.jobs
+        )
+    except BadCursor as exc:
+        raise ApiError(422, str(exc), loc=("query", "cursor"), type_="invalid_cursor") from None
+    return JobPage(
+        items=[JobSummaryView.of(item) for item in page.items],
+        next_cursor=page.next_cursor,
+        counts=JobCounts(status=page.status_counts, function=page.function_counts),
+    )
 
 
 @router.get("/{job_id}", responses=NOT_FOUND)

@@ -1,0 +1,278 @@
+"""Job indexes for `GET /v1/jobs`: the scripts that change a job's state (core/lua/_index.lua) move its id
+between bounded sorted sets in the same call, so search needs no `KEYS` or `SCAN` and cannot disagree with the
+state. This module owns the layout and the reads.
+
+Layout:
+- `platform:jobs:<state>:<function>`: one sorted set per index state and function, member the job id, score
+  the time of the job's latest change in ms: for `waiting`, when it is (or was) due (the queue's own score, so
+  `queued` and `deferred` are the two sides of now); for `in_progress` when it was claimed; for the final
+  states (`complete`, `failed`, `dead`, `aborted`) when it ended.
+- `platform:jobs:functions`: every function the index has seen.
+A job is in one set at a time. Final sets are trimmed by the worker's heartbeat as results expire (and to at
+most INDEX_MAX ids each); an id whose job expired otherwise (its event stream gone) is dropped when read.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from arq.connections import ArqRedis
+from redis.asyncio.client import Pipeline
+
+from core import events
+
+PREFIX = "platform:jobs:"
+FUNCTIONS = PREFIX + "functions"
+INDEX_MAX = 10_000
+# Index states: a waiting job is queued or deferred by its score (now splits them).
+WAITING = "waiting"
+IN_PROGRESS = "in_progress"
+FINAL_STATES = ("complete", "failed", "dead", "aborted")
+INDEX_STATES = (WAITING, IN_PROGRESS, *FINAL_STATES)
+
+
+class SearchStatus(StrEnum):
+    """What `GET /v1/jobs?status=` filters on: the statuses of `GET /v1/jobs/{id}`, plus `dead` (failed for good
+    with a dead letter; its own job shows `failed`)."""
+
+    deferred = "deferred"
+    queued = "queued"
+    in_progress = "in_progress"
+    complete = "complete"
+    failed = "failed"
+    dead = "dead"
+    aborted = "aborted"
+
+
+def key(state: str, function: str) -> str:
+    return f"{PREFIX}{state}:{function}"
+
+
+class BadCursor(ValueError):
+    """A cursor this module did not make."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a page ends: the last item's score and id (items are ordered by score, then id, descending)."""
+
+    score: int
+    job_id: str
+
+    def encode(self) -> str:
+        return base64.urlsafe_b64encode(f"{self.score}:{self.job_id}".encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, cursor: str) -> Position:
+        try:
+            text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+            score, job_id = text.split(":", 1)
+            if not job_id:
+                raise ValueError
+            return cls(int(score), job_id)
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise BadCursor("the cursor is not one this API returned") from None
+
+    def after(self, score: int, job_id: str) -> bool:
+        """Whether (score, job_id) comes after this position, newest first."""
+        return score < self.score or (score == self.score and job_id < self.job_id)
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    job_id: str
+    function: str
+    status: SearchStatus
+    enqueued_at: datetime | None
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[JobSummary]
+    next_cursor: str | None
+    status_counts: dict[str, int]
+    function_counts: dict[str, int]
+
+
+def _ms(value: float) -> datetime:
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One sorted set to page through, and the status of what it holds within [low, high]."""
+
+    key: str
+    function: str
+    status: SearchStatus
+    low: str  # a ZRANGEBYSCORE bound
+    high: float | None  # None: +inf
+
+
+def _sources(functions: Iterable[str], status: SearchStatus | None, now_ms: int) -> list[_Source]:
+    sources = []
+    for function in functions:
+        for state in INDEX_STATES:
+            if state == WAITING:
+                if status in (None, SearchStatus.deferred):
+                    sources.append(_Source(key(state, function), function, SearchStatus.deferred, f"({now_ms}", None))
+                if status in (None, SearchStatus.queued):
+                    sources.append(_Source(key(state, function), function, SearchStatus.queued, "-inf", now_ms))
+            elif status in (None, SearchStatus(state)):
+                sources.append(_Source(key(state, function), function, SearchStatus(state), "-inf", None))
+    return sources
+
+
+async def functions(redis: ArqRedis, known: Iterable[str] = ()) -> list[str]:
+    """Every function the index has seen, and `known` ones (the registry's)."""
+    seen = {_text(name) for name in await redis.smembers(FUNCTIONS)}  # type: ignore[misc]
+    return sorted(seen | set(known))
+
+
+async def counts(redis: ArqRedis, names: Sequence[str], now_ms: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Jobs per status and per function, over the whole index, in one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for function in names:
+            pipe.zcount(key(WAITING, function), "-inf", now_ms)
+            pipe.zcount(key(WAITING, function), f"({now_ms}", "+inf")
+            for state in (IN_PROGRESS, *FINAL_STATES):
+                pipe.zcard(key(state, function))
+        replies = await pipe.execute()
+    statuses = [SearchStatus.queued, SearchStatus.deferred, SearchStatus.in_progress, *map(SearchStatus, FINAL_STATES)]
+    by_status = dict.fromkeys(map(str, SearchStatus), 0)
+    by_function: dict[str, int] = {}
+    for index, function in enumerate(names):
+        row = replies[index * len(statuses) : (index + 1) * len(statuses)]
+        for status, count in zip(statuses, row, strict=True):
+            by_status[status] += int(count)
+        if total := sum(int(count) for count in row):
+            by_function[function] = total
+    return by_status, by_function
+
+
+def _in_range(source: _Source, score: int) -> bool:
+    above_low = source.low == "-inf" or score > int(source.low.lstrip("("))
+    return above_low and (source.high is None or score <= source.high)
+
+
+async def _candidates(
+    redis: ArqRedis, sources: list[_Source], after: Position | None, want: int
+) -> list[tuple[int, str, _Source]]:
+    """Up to `want` items of each source past `after`, merged newest first. Past a cursor, the items sharing
+    its millisecond are read apart (all of them, each ordered by id), the older ones by an exclusive bound."""
+    queries: list[_Source] = []
+    async with redis.pipeline(transaction=False) as pipe:
+        for source in sources:
+            high: float | str = "+inf" if source.high is None else source.high
+            if after is not None:
+                if _in_range(source, after.score):
+                    pipe.zrevrangebyscore(source.key, after.score, after.score, withscores=True)
+                    queries.append(source)
+                if source.high is None or after.score <= source.high:
+                    high = f"({after.score}"
+            pipe.zrevrangebyscore(source.key, high, source.low, start=0, num=want, withscores=True)
+            queries.append(source)
+        replies = await pipe.execute()
+    merged = []
+    for source, reply in zip(queries, replies, strict=True):
+        for member, score in reply:
+            job_id, at = _text(member), int(score)
+            if after is None or after.after(at, job_id):
+                merged.append((at, job_id, source))
+    merged.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    return merged[:want]
+
+
+async def _enqueued_at(redis: ArqRedis, job_ids: list[str]) -> dict[str, int | None]:
+    """When each job was enqueued (its first event, when that is the enqueue's, else None); a job whose event
+    stream is gone (it expired: its index entry is stale) is left out."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.xrange(events.job_stream(job_id), count=1)
+        replies = await pipe.execute()
+    found: dict[str, int | None] = {}
+    for job_id, reply in zip(job_ids, replies, strict=True):
+        if reply:
+            entry_id, fields = reply[0]
+            event = events.parse(entry_id, fields)
+            enqueued = event is not None and event.event in (events.EventName.queued, events.EventName.deferred)
+            found[job_id] = int(_text(entry_id).split("-")[0]) if enqueued else None
+    return found
+
+
+def _summary(score: int, job_id: str, source: _Source, enqueued_ms: int | None) -> JobSummary:
+    status = source.status
+    return JobSummary(
+        job_id=job_id,
+        function=source.function,
+        status=status,
+        enqueued_at=_ms(enqueued_ms) if enqueued_ms is not None else None,
+        scheduled_at=_ms(score) if status in (SearchStatus.queued, SearchStatus.deferred) else None,
+        started_at=_ms(score) if status is SearchStatus.in_progress else None,
+        finished_at=_ms(score) if status.value in FINAL_STATES else None,
+    )
+
+
+async def search(
+    redis: ArqRedis,
+    *,
+    status: SearchStatus | None,
+    function: str | None,
+    limit: int,
+    cursor: str | None,
+    known_functions: Iterable[str] = (),
+) -> Page:
+    """One page of jobs, newest change first; raises BadCursor. Ids whose job expired are dropped from the
+    index on the way."""
+    after = Position.decode(cursor) if cursor else None
+    now_ms = int(time.time() * 1000)
+    names = await functions(redis, known_functions)
+    status_counts, function_counts = await counts(redis, names, now_ms)
+    sources = _sources([function] if function is not None else names, status, now_ms)
+    items: list[JobSummary] = []
+    more = False
+    for _ in range(5):  # a page of stale ids is rare; a few passes find live ones past them
+        batch = await _candidates(redis, sources, after, limit - len(items) + 1)
+        page, more = batch[: limit - len(items)], len(batch) > limit - len(items)
+        if not page:
+            break
+        enqueued = await _enqueued_at(redis, [job_id for _, job_id, _ in page])
+        stale = [(source.key, job_id) for _, job_id, source in page if job_id not in enqueued]
+        items += [
+            _summary(score, job_id, source, enqueued[job_id]) for score, job_id, source in page if job_id in enqueued
+        ]
+        after = Position(page[-1][0], page[-1][1])
+        if stale:
+            async with redis.pipeline(transaction=False) as pipe:
+                for stale_key, job_id in stale:
+                    pipe.zrem(stale_key, job_id)
+                await pipe.execute()
+        if len(items) >= limit or not more:
+            break
+    next_cursor = after.encode() if more and items and after is not None else None
+    return Page(items, next_cursor, status_counts, function_counts)
+
+
+def trim_commands(pipe: Pipeline, function: str, keep_ms: int | None, dead_keep_ms: int | None, now_ms: int) -> None:
+    """Queue on `pipe` the trim of one function's final sets: ids whose result has expired, and beyond
+    INDEX_MAX."""
+    for state in FINAL_STATES:
+        kept = keep_ms
+        if state == "dead":  # kept while its result or its dead letter is
+            kept = None if keep_ms is None or dead_keep_ms is None else max(keep_ms, dead_keep_ms)
+        if kept is not None:
+            pipe.zremrangebyscore(key(state, function), "-inf", now_ms - kept)
+        pipe.zremrangebyrank(key(state, function), 0, -INDEX_MAX - 1)
