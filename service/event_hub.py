@@ -29,6 +29,7 @@ log = structlog.get_logger("api")
 BLOCK_MS = 5_000  # one empty XREAD every 5 s while nothing happens
 READ_COUNT = 500
 BACKOFF_START_S, BACKOFF_MAX_S = 0.05, 2.0
+STOP_WAIT_S = 0.5
 SUBSCRIBER_BUFFER = 10_000  # events a slow subscriber may fall behind before it is cut off
 
 
@@ -71,7 +72,7 @@ class EventHub:
     def __init__(self, settings: Settings) -> None:
         self._redis: Redis = Redis.from_url(
             settings.redis_url,
-            single_connection_client=True,
+            max_connections=1,
             socket_connect_timeout=settings.redis_timeout_seconds,
             socket_timeout=BLOCK_MS / 1000 + settings.redis_timeout_seconds,
             socket_keepalive=True,
@@ -84,7 +85,9 @@ class EventHub:
         self._everything: set[Subscription] = set()
         self._cursor: str | None = None  # the last entry id seen; None until first connected
         self._task: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()  # set while the last XREAD succeeded (tests and /ready may look)
+        self._stopping = False
+        self.connected = asyncio.Event()  # set once connected, cleared when a read fails
+        self.failures = 0  # failed attempts to reach Redis, ever
 
     @property
     def cursor(self) -> str | None:
@@ -102,8 +105,14 @@ class EventHub:
         self._task = asyncio.create_task(self._follow(), name="event-hub")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
+            # After a reconnect, redis-py on Python 3.11 can lose the cancel of a blocking read (its read timeout
+            # and the cancel race); closing the connection under it ends the read either way.
+            done, _ = await asyncio.wait({self._task}, timeout=STOP_WAIT_S)
+            if not done:
+                await self._redis.connection_pool.disconnect(inuse_connections=True)
             with suppress(asyncio.CancelledError):
                 await self._task
         await self._redis.aclose()
@@ -135,26 +144,28 @@ class EventHub:
 
     async def _follow(self) -> None:
         backoff = BACKOFF_START_S
-        down_since: float | None = None
         while True:
             try:
+                if not self.connected.is_set():
+                    await self._redis.ping()
+                    if self.failures:
+                        log.info("events.hub_reconnected", resumed_after=self._cursor)
+                    self.connected.set()
+                    backoff = BACKOFF_START_S
                 if self._cursor is None:  # Redis was down at start: begin at its end, and say so
                     self._cursor = await self._stream_end()
                     self._publish(GAP)
                 reply = await self._redis.xread({events.STREAM: self._cursor}, count=READ_COUNT, block=BLOCK_MS)
             except (RedisError, OSError) as exc:
-                self.connected.clear()
-                if down_since is None:
-                    down_since = asyncio.get_running_loop().time()
+                if self._stopping:
+                    return
+                if self.connected.is_set() or not self.failures:
                     log.warning("events.hub_disconnected", error=type(exc).__name__, message=str(exc))
-                await asyncio.sleep(backoff)
+                self.connected.clear()
+                self.failures += 1
+                await asyncio.sleep(backoff)  # capped exponential: no busy loop while Redis is away
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
-            if down_since is not None:
-                log.info("events.hub_reconnected", resumed_after=self._cursor)
-                down_since = None
-            backoff = BACKOFF_START_S
-            self.connected.set()
             for _stream, entries in reply or ():
                 for entry_id, fields in entries:
                     self._cursor = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
