@@ -12,12 +12,23 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from service.auth import ANONYMOUS, AuthMode, KeyRing, Principal, Scope, auth_mode, is_loopback, public, sign_in_at
+from service.auth import (
+    ANONYMOUS,
+    AuthMode,
+    KeyRing,
+    Principal,
+    Scope,
+    auth_mode,
+    flat_routes,
+    is_loopback,
+    public,
+    sign_in_at,
+)
 from service.dashboard.pages import render, static_response
 from service.dashboard.paths import PREFIX, SIGN_IN, SIGN_OUT
 from service.dashboard.sessions import COOKIE, CSRF_FIELD, Session, close_session, find_session, open_session
@@ -79,10 +90,20 @@ async def jobs(viewer: ViewerDep) -> Response:
     return _page("jobs.html", "jobs", viewer)
 
 
+def _operation(request: Request, operation_id: str) -> tuple[str, str] | None:
+    """(method, path template) of the app's route with this operationId: the page calls the API where it is."""
+    for route in flat_routes(request.app.router.routes):
+        if getattr(route, "operation_id", None) == operation_id and route.methods:
+            return sorted(route.methods)[0], route.path_format
+    return None
+
+
 @router.get("/jobs/{job_id}")
 @sign_in_at(SIGN_IN)
-async def job(job_id: str, viewer: ViewerDep) -> Response:
-    return _page("job.html", "job", viewer, job_id=job_id)
+async def job(job_id: str, viewer: ViewerDep, request: Request) -> Response:
+    abort = _operation(request, "abort_job")
+    path = abort[1].replace("{job_id}", quote(job_id, safe="")) if abort else None
+    return _page("job.html", "job", viewer, job_id=job_id, abort_method=abort and abort[0], abort_path=path)
 
 
 @router.get("/dead")

@@ -155,3 +155,18 @@ def test_no_page_breaks_its_content_security_policy(keyed_page: Watched) -> None
     violations = keyed_page.csp_violations()
     assert len(violations) >= 1 and all("script-src" in v for v in violations), violations
     assert [text for text in keyed_page.console_errors if "Content Security Policy" not in text] == []
+
+
+def test_abort_a_running_job_from_its_page(page: Watched) -> None:
+    job_id = httpx.post(f"{page.base_url}/v1/jobs", json={"function": "sleep_for", "kwargs": {"seconds": 30}}).json()[
+        "job_id"
+    ]
+    page.goto(f"/dashboard/jobs/{job_id}")
+    browser = page.page
+    expect(browser.locator("#job-status")).to_have_text("in_progress")
+    browser.once("dialog", lambda dialog: dialog.accept())
+    browser.click("#abort")
+    expect(browser.locator("#job-status")).to_have_text("aborted")
+    expect(browser.locator("#job-error")).to_contain_text("aborted")
+    expect(browser.locator("#abort")).to_be_hidden()
+    assert page.csp_violations() == []

@@ -6,7 +6,7 @@ import { Series, drawBars, drawRate } from './charts.js';
 import { ago, el, fill, jobLink, json, params, seconds, setText, status, when } from './dom.js';
 import { buildFields, clearErrors, readKwargs, showErrors } from './schema-form.js';
 
-const JOB_STATES = ['queued', 'deferred', 'in_progress', 'complete', 'failed', 'aborted'];
+const JOB_STATES = ['queued', 'deferred', 'in_progress', 'complete', 'failed', 'dead', 'aborted'];
 const REFRESH_MS = 1000;
 
 function feedItem(event) {
@@ -39,15 +39,14 @@ function fillSelect(select, values, chosen) {
 // --- overview -------------------------------------------------------------------------------------------
 
 function queueRow(queue) {
-  const oldest = queue.oldest_waiting_s ?? queue.oldest_waiting_age_s ?? queue.oldest_age_s;
-  const perMinute = queue.throughput_last_minute ?? queue.throughput?.last_minute ?? queue.done_last_minute;
-  const perHour = queue.throughput_last_hour ?? queue.throughput?.last_hour ?? queue.done_last_hour;
+  const oldest = queue.oldest_waiting_age_s;
   return el('tr', { dataset: { queue: queue.name } },
     el('td', {}, queue.name), el('td', { class: 'num', dataset: { cell: 'queued' } }, queue.queued),
     el('td', { class: 'num', dataset: { cell: 'running' } }, queue.in_progress),
     el('td', { class: 'num', dataset: { cell: 'deferred' } }, queue.deferred),
-    el('td', { class: 'num' }, oldest == null ? '—' : seconds(oldest)),
-    el('td', { class: 'num' }, perMinute ?? '—'), el('td', { class: 'num' }, perHour ?? '—'),
+    el('td', { class: 'num', dataset: { cell: 'oldest' } }, oldest == null ? '—' : seconds(oldest)),
+    el('td', { class: 'num', dataset: { cell: 'minute' } }, queue.finished_last_minute ?? '—'),
+    el('td', { class: 'num', dataset: { cell: 'hour' } }, queue.finished_last_hour ?? '—'),
     el('td', { class: 'num' }, queue.workers));
 }
 
@@ -87,23 +86,22 @@ async function overview() {
 
 // --- jobs -----------------------------------------------------------------------------------------------
 
-function progressText(progress) {
-  if (!progress) return '';
-  return progress.percent == null ? String(progress.done) : `${Math.round(progress.percent)}%`;
-}
-
 function jobRow(job) {
   return el('tr', { dataset: { jobId: job.job_id } },
     el('td', {}, jobLink(job.job_id)), el('td', {}, job.function ?? '—'), el('td', {}, status(job.status)),
-    el('td', { class: 'num' }, job.tries ?? '—'), el('td', { class: 'nowrap' }, when(job.enqueued_at)), el('td', { class: 'nowrap' }, when(job.finished_at)),
-    el('td', {}, progressText(job.progress)));
+    el('td', { class: 'nowrap' }, when(job.enqueued_at)), el('td', { class: 'nowrap' }, when(job.started_at)),
+    el('td', { class: 'nowrap' }, when(job.finished_at)));
 }
 
-function countsText(counts) {
-  if (!counts) return '';
-  const part = (title, entries) => `${title}: ${Object.entries(entries ?? {}).map(([k, v]) => `${k} ${v}`).join(', ') || '—'}`;
-  return [part('by status', counts.status ?? counts.by_status), part('by function', counts.function ?? counts.by_function)]
-    .join(' · ');
+// Counts per status and per function, each a link that sets that filter.
+function showCounts(counts, onPick) {
+  const box = document.getElementById('counts');
+  const group = (title, entries, field) => el('span', { class: 'count-group' }, `${title}: `,
+    Object.entries(entries ?? {}).length
+      ? Object.entries(entries).map(([name, n]) => el('button', { type: 'button', class: 'link', dataset: { [field]: name },
+        onclick: () => onPick(field, name) }, `${name} ${n}`))
+      : '—');
+  box.replaceChildren(group('By status', counts?.status, 'status'), ' · ', group('By function', counts?.function, 'function'));
 }
 
 async function jobs() {
@@ -127,13 +125,12 @@ async function jobs() {
     return `/v1/jobs?${search}`;
   };
   const show = (page, append) => {
-    const items = page.items ?? page.jobs ?? [];
     const tbody = document.querySelector('#jobs tbody');
-    if (append) tbody.append(...items.map(jobRow));
-    else fill(tbody, items.map(jobRow), 'No job matches.', 7);
-    cursor = page.next_cursor ?? page.cursor ?? null;
+    if (append) tbody.append(...page.items.map(jobRow));
+    else fill(tbody, page.items.map(jobRow), 'No job matches.', 6);
+    cursor = page.next_cursor;
     more.hidden = !cursor;
-    setText('counts', countsText(page.counts));
+    showCounts(page.counts, pick);
   };
   const refresh = throttle(async () => {
     try {
@@ -147,15 +144,18 @@ async function jobs() {
     }
   }, REFRESH_MS);
   more.addEventListener('click', async () => show((await api('GET', url(cursor))).data, true));
-  for (const select of [statusSelect, functionSelect]) {
-    select.addEventListener('change', () => {
-      const search = new URLSearchParams();
-      if (statusSelect.value) search.set('status', statusSelect.value);
-      if (functionSelect.value) search.set('function', functionSelect.value);
-      history.replaceState(null, '', `?${search}`);
-      refresh();
-    });
+  const filtersChanged = () => {
+    const search = new URLSearchParams();
+    if (statusSelect.value) search.set('status', statusSelect.value);
+    if (functionSelect.value) search.set('function', functionSelect.value);
+    history.replaceState(null, '', `?${search}`);
+    refresh();
+  };
+  function pick(field, value) {
+    (field === 'status' ? statusSelect : functionSelect).value = value;
+    filtersChanged();
   }
+  for (const select of [statusSelect, functionSelect]) select.addEventListener('change', filtersChanged);
   await refresh();
   follow('/v1/events', (event) => {
     if (!functionSelect.value || event.function === functionSelect.value) refresh();
@@ -204,7 +204,7 @@ function showJob(job) {
   fill(document.querySelector('#attempts tbody'), (job.attempts ?? []).map(attemptRow), 'No failed try.', 6);
   const finished = ['complete', 'failed', 'aborted'].includes(job.status);
   const abort = document.getElementById('abort');
-  abort.hidden = finished || !can('admin');
+  if (abort) abort.hidden = finished || !can('admin');
 }
 
 async function job() {
@@ -223,10 +223,11 @@ async function job() {
     }
   };
   const refresh = throttle(load, 250);
-  document.getElementById('abort').addEventListener('click', async () => {
+  // Where abort lives (`abort_job`) is the server's to say: the page carries its method and path.
+  document.getElementById('abort')?.addEventListener('click', async (event) => {
     if (!confirm(`Abort job ${jobId}?`)) return;
     try {
-      showJob((await api('DELETE', path)).data);
+      showJob((await api(event.target.dataset.method, event.target.dataset.path)).data);
     } catch (error) {
       notify(error.message, 'error');
     }
