@@ -14,8 +14,6 @@ most INDEX_MAX ids each); an id whose job expired otherwise (its event stream go
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -60,24 +58,21 @@ class BadCursor(ValueError):
 
 @dataclass(frozen=True)
 class Position:
-    """Where a page ends: the last item's score and id (items are ordered by score, then id, descending)."""
+    """Where a page ends: the last item's score and id (items are ordered by score, then id, descending); as a
+    cursor, `<score>:<job id>`."""
 
     score: int
     job_id: str
 
     def encode(self) -> str:
-        return base64.urlsafe_b64encode(f"{self.score}:{self.job_id}".encode()).decode().rstrip("=")
+        return f"{self.score}:{self.job_id}"
 
     @classmethod
     def decode(cls, cursor: str) -> Position:
-        try:
-            text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-            score, job_id = text.split(":", 1)
-            if not job_id:
-                raise ValueError
-            return cls(int(score), job_id)
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise BadCursor("the cursor is not one this API returned") from None
+        score, _, job_id = cursor.partition(":")
+        if not (score.isascii() and score.isdigit() and len(score) <= 15 and job_id):
+            raise BadCursor("the cursor is not one this API returned")
+        return cls(int(score), job_id)
 
     def after(self, score: int, job_id: str) -> bool:
         """Whether (score, job_id) comes after this position, newest first."""
@@ -209,7 +204,8 @@ async def _enqueued_at(redis: ArqRedis, job_ids: list[str]) -> dict[str, int | N
             entry_id, fields = reply[0]
             event = events.parse(entry_id, fields)
             enqueued = event is not None and event.event in (events.EventName.queued, events.EventName.deferred)
-            found[job_id] = int(_text(entry_id).split("-")[0]) if enqueued else None
+            at = event.data.get("enqueued_at") if event is not None and enqueued else None
+            found[job_id] = at if isinstance(at, int) and not isinstance(at, bool) else None
     return found
 
 

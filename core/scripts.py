@@ -31,9 +31,7 @@ PRELUDE_CONSTANTS = {
     "INDEX_FUNCTIONS": job_index.FUNCTIONS,
     "METRICS_COUNTS": job_metrics.COUNTS_KEY,
     "METRICS_HIST": job_metrics.HIST_KEY,
-    "METRICS_BUCKETS": "{" + ", ".join(repr(bound) for bound in job_metrics.BUCKETS) + "}",
     "THROUGHPUT_PREFIX": keys.THROUGHPUT_PREFIX,
-    "THROUGHPUT_BUCKET_MS": str(keys.THROUGHPUT_BUCKET_MS),
     "THROUGHPUT_TTL_S": str(keys.THROUGHPUT_TTL_S),
     "UNSTORED_EVENTS_PX": str(events.UNSTORED_EVENTS_PX),
 }
@@ -65,6 +63,7 @@ class Scripts:
     requeue_dead: AsyncScript
     release_lock: AsyncScript
     progress: AsyncScript
+    metrics: AsyncScript
 
 
 def scripts(pool: Redis) -> Scripts:

@@ -5,8 +5,7 @@
 -- tell whether anyone claimed the job since. Reads at most ARGV[3] due ids, ARGV[4] at a time: running jobs stay in
 -- the queue until they end, so the first due ids may all be taken. Returns the claims and the next due score.
 -- Each claimed job whose payload names its function (the JSON payloads the platform writes) is published
--- (started), moved to the in_progress index, and its wait since it came due is observed (queue_wait); the
--- index and metric writes are made once per function of the batch.
+-- (started) and moved to the in_progress index, one index write per function of the batch.
 -- ARGV: now_ms, want, read_limit, page, lease_ms, lease_prefix, job_prefix, try_prefix, try_ttl_s, token_prefix,
 --       result_prefix, holder_prefix, claim call number
 local claimed = {}
@@ -15,7 +14,7 @@ local aborts = redis.call('EXISTS', KEYS[2]) == 1
 local want, limit, page = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local offset = 0
 local now = tonumber(ARGV[1])
-local started, names, waits, wait_sums = {}, {}, {}, {}
+local started, names = {}, {}
 while offset < limit and #claimed < want do
   local count = math.min(page, limit - offset)
   local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', offset, count)
@@ -39,14 +38,10 @@ while offset < limit and #claimed < want do
         if fn then
           if aborted == 0 then emit_event(id, fn, 'started', '{"try":' .. try .. '}') end
           if not started[fn] then
-            started[fn], waits[fn], wait_sums[fn] = {}, {}, 0
+            started[fn] = {}
             names[#names + 1] = fn
           end
           started[fn][#started[fn] + 1] = id
-          local wait_s = math.max(0, now - tonumber(due[i + 1])) / 1000
-          local bucket = metric_bucket(wait_s)
-          waits[fn][bucket] = (waits[fn][bucket] or 0) + 1
-          wait_sums[fn] = wait_sums[fn] + wait_s
         end
       end
     end
@@ -56,7 +51,6 @@ while offset < limit and #claimed < want do
 end
 for _, fn in ipairs(names) do
   index_move_many(started[fn], fn, 'waiting', 'in_progress', now)
-  observe_metric_counts('queue_wait', fn, waits[fn], wait_sums[fn])
 end
 local nxt = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 return {claimed, nxt[2] or ''}
