@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
 from core import events
+from core.embedded_redis import free_port, start_redis
 from core.events import EventName
 from settings import Settings
 from tests.conftest import api_client, make_settings
@@ -211,3 +214,27 @@ async def test_event_streams_need_the_read_scope(redis_server, redis) -> None:
             assert (await http.get(path, headers=bearer(ENQUEUE_KEY))).status_code == 403
         allowed = await http.get(f"/v1/jobs/{job_id}/events", headers=bearer(READ_KEY))
         assert [f.event for f in parse(allowed.text)] == ["queued", "complete"]
+
+
+async def test_a_stream_open_across_a_redis_restart_gets_what_was_written_after_it(tmp_path: Path) -> None:
+    """The API's hub reconnects by itself and resumes after the last event it saw: the open stream carries on."""
+    port = free_port()
+    server = start_redis(port, tmp_path / "redis", appendonly=True)
+    settings = make_settings(server.url)
+    redis = Redis.from_url(server.url)
+    try:
+        async with _served(settings) as http:
+            job_id = await _enqueued(http)
+            seen: list[Frame] = []
+            async with http.stream("GET", f"/v1/jobs/{job_id}/events") as response:
+                async for frame in frames(response):
+                    seen.append(frame)
+                    if len(seen) == 1:  # the enqueue's `queued`: now restart Redis under the open stream
+                        server.stop()
+                        server = start_redis(port, tmp_path / "redis", appendonly=True)
+                        await add_event(redis, job_id, "send_welcome_email", "started")
+                        await add_event(redis, job_id, "send_welcome_email", "complete")
+        assert [f.event for f in seen] == ["queued", "started", "complete"]
+    finally:
+        await redis.aclose()
+        server.stop()

@@ -20,6 +20,7 @@ from service.app import create_app
 from service.event_hub import EventHub
 from settings import Settings
 from tests.support.events import parse
+from tests.support.server import serving
 from tests.support.waiting import wait_for
 
 
@@ -148,3 +149,20 @@ async def test_an_exhausted_pool_is_503_pool_exhausted_not_redis_unavailable(set
             for connection in held:
                 await pool.connection_pool.release(connection)
         assert (await client.get("/v1/jobs/anything")).status_code == 404
+
+
+async def test_a_wait_whose_client_leaves_gives_its_slot_back_at_once(settings, redis) -> None:
+    capped = settings.model_copy(update={"max_waits_per_key": 1})
+    async with serving(capped) as port, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        job_id = await _enqueue(http, "echo", value=1)  # no worker: it never finishes
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET /v1/jobs/{job_id}/result?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        await writer.drain()
+
+        async def another_wait() -> int:
+            return (await http.get(f"/v1/jobs/{job_id}/result", params={"wait": 0.01})).status_code
+
+        assert await wait_for(another_wait, lambda status: status == 429) == 429  # the raw client holds the slot
+        writer.close()
+        # Freed when the client leaves, not 30 s later when the wait would have ended.
+        assert await wait_for(another_wait, lambda status: status == 202, timeout=5) == 202
