@@ -4,8 +4,11 @@ then sleep until its terminal event arrives and read it once more. A wait costs 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from arq.connections import ArqRedis
+from starlette.requests import Request
 
 from core.status import JobRecord, read_job
 from service.errors import ApiError
@@ -13,6 +16,27 @@ from service.event_hub import EventHub, Gap
 from settings import Settings
 
 JOB_ID_LOC = ("path", "job_id")
+T = TypeVar("T")
+
+
+async def _client_left(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_client_leaves(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
+    """What `work` returns, or None as soon as the client has gone: nobody would read the answer, so the wait
+    (its slot, its subscription) is dropped at once rather than when the job ends."""
+    waiting = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_client_left(request))
+    try:
+        await asyncio.wait((waiting, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (waiting, gone):
+            task.cancel()
+    if not waiting.done() or waiting.cancelled():
+        return None
+    return waiting.result()
 
 
 async def record_or_404(pool: ArqRedis, settings: Settings, job_id: str) -> JobRecord:

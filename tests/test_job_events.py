@@ -7,16 +7,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
+from core import events
+from core.embedded_redis import free_port, start_redis
 from core.events import EventName
 from settings import Settings
+from tests.conftest import api_client, make_settings
 from tests.support.events import Frame, add_event, frames, parse
+from tests.support.keys import ENQUEUE_KEY, ENQUEUER, READ_KEY, READER, bearer
 from tests.support.server import serving
 from tests.support.waiting import wait_for
 
 WELCOME = {"function": "send_welcome_email", "kwargs": {"email": "ada@example.com", "name": "Ada"}}
+
+
+async def _ids(redis: ArqRedis, job_id: str) -> list[str]:
+    return [entry_id.decode() for entry_id, _ in await redis.xrange(events.job_stream(job_id))]
 
 
 async def _enqueued(client: httpx.AsyncClient) -> str:
@@ -34,7 +45,8 @@ async def _served(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 async def test_job_events_replay_history_in_order_and_end_at_the_terminal_event(client, redis) -> None:
     job_id = await _enqueued(client)
-    written = [
+    written = [*await _ids(redis, job_id)]  # the enqueue's own `queued`
+    written += [
         await add_event(redis, job_id, "send_welcome_email", "queued", {"scheduled_at": 1}),
         await add_event(redis, job_id, "send_welcome_email", "started", {"try": 1}),
         await add_event(redis, job_id, "send_welcome_email", "progress", {"done": 1, "total": 2, "percent": 50}),
@@ -46,8 +58,8 @@ async def test_job_events_replay_history_in_order_and_end_at_the_terminal_event(
     assert answer.headers["cache-control"] == "no-cache"
     got = parse(answer.text)
     assert [f.id for f in got] == written
-    assert [f.event for f in got] == ["queued", "started", "progress", "complete"]
-    assert got[2].data == {
+    assert [f.event for f in got] == ["queued", "queued", "started", "progress", "complete"]
+    assert got[3].data == {
         "job_id": job_id,
         "function": "send_welcome_email",
         "event": "progress",
@@ -76,7 +88,7 @@ async def test_a_requeued_job_stream_goes_on_past_its_old_terminal_event(setting
                 seen.append(frame)
                 if frame.id == ids[-1]:
                     await add_event(redis, job_id, "echo", "complete")
-    assert [f.event for f in seen] == ["queued", "dead", "requeued", "queued", "complete"]
+    assert [f.event for f in seen] == ["queued", "queued", "dead", "requeued", "queued", "complete"]
 
 
 async def test_live_events_follow_the_replay_without_gap_or_duplicate(settings, redis) -> None:
@@ -92,8 +104,8 @@ async def test_live_events_follow_the_replay_without_gap_or_duplicate(settings, 
                     for name in ("started", "progress", "complete"):
                         await add_event(redis, job_id, "send_welcome_email", name, {"try": 1})
         # the loop ended because the server ended the stream after `complete`
-    assert [f.event for f in seen] == ["queued", "started", "progress", "complete"]
-    assert len({f.id for f in seen}) == 4
+    assert [f.event for f in seen] == ["queued", "queued", "started", "progress", "complete"]
+    assert len({f.id for f in seen}) == 5
 
 
 async def test_an_idle_stream_sends_keep_alive_comments(settings, redis) -> None:
@@ -106,8 +118,8 @@ async def test_an_idle_stream_sends_keep_alive_comments(settings, redis) -> None
                 seen.append(frame)
                 if sum(f.comment is not None for f in seen) == 3:
                     await add_event(redis, job_id, "send_welcome_email", "aborted")
-    assert [f.comment for f in seen[:3]] == ["keep-alive"] * 3
-    assert seen[-1].event == "aborted"
+    assert [f.event for f in seen] == ["queued", None, None, None, "aborted"]
+    assert [f.comment for f in seen[1:4]] == ["keep-alive"] * 3
 
 
 async def test_unknown_job_is_404_and_a_malformed_last_event_id_is_422(client, redis) -> None:
@@ -189,3 +201,40 @@ async def test_platform_feed_without_last_event_id_starts_now(settings, redis) -
             await marker
         assert seen[-1].data is not None and seen[-1].data["job_id"] == "new"
         assert EventName(seen[-1].event) is EventName.queued
+
+
+async def test_event_streams_need_the_read_scope(redis_server, redis) -> None:
+    keyed = make_settings(redis_server.url, api_keys=[ENQUEUER, READER])
+    async with api_client(keyed) as http:
+        answer = await http.post("/v1/jobs", json=WELCOME, headers=bearer(ENQUEUE_KEY))
+        job_id = answer.json()["job_id"]
+        await add_event(redis, job_id, "send_welcome_email", "complete")
+        for path in (f"/v1/jobs/{job_id}/events", "/v1/events"):
+            assert (await http.get(path)).status_code == 401
+            assert (await http.get(path, headers=bearer(ENQUEUE_KEY))).status_code == 403
+        allowed = await http.get(f"/v1/jobs/{job_id}/events", headers=bearer(READ_KEY))
+        assert [f.event for f in parse(allowed.text)] == ["queued", "complete"]
+
+
+async def test_a_stream_open_across_a_redis_restart_gets_what_was_written_after_it(tmp_path: Path) -> None:
+    """The API's hub reconnects by itself and resumes after the last event it saw: the open stream carries on."""
+    port = free_port()
+    server = start_redis(port, tmp_path / "redis", appendonly=True)
+    settings = make_settings(server.url)
+    redis = Redis.from_url(server.url)
+    try:
+        async with _served(settings) as http:
+            job_id = await _enqueued(http)
+            seen: list[Frame] = []
+            async with http.stream("GET", f"/v1/jobs/{job_id}/events") as response:
+                async for frame in frames(response):
+                    seen.append(frame)
+                    if len(seen) == 1:  # the enqueue's `queued`: now restart Redis under the open stream
+                        server.stop()
+                        server = start_redis(port, tmp_path / "redis", appendonly=True)
+                        await add_event(redis, job_id, "send_welcome_email", "started")
+                        await add_event(redis, job_id, "send_welcome_email", "complete")
+        assert [f.event for f in seen] == ["queued", "started", "complete"]
+    finally:
+        await redis.aclose()
+        server.stop()

@@ -89,6 +89,7 @@ async def _job_frames(
 @router.get(
     "/v1/jobs/{job_id}/events",
     response_class=EventStream,
+    status_code=200,
     responses={**STREAM_RESPONSE, 404: {"description": "No job with this id, and no events of one"}},
 )
 async def stream_job_events(
@@ -140,7 +141,7 @@ async def _feed_frames(
             yield frame(event)
 
 
-@router.get("/v1/events", response_class=EventStream, responses=STREAM_RESPONSE)
+@router.get("/v1/events", response_class=EventStream, status_code=200, responses=STREAM_RESPONSE)
 async def stream_events(
     pool: PoolDep,
     hub: EventHubDep,

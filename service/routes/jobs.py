@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
 from core import job_index
@@ -33,13 +33,14 @@ from service.models import (
     JobView,
 )
 from service.strict_json import InputRejected, check_kwargs
-from service.waiting import JOB_ID_LOC, record_or_404, wait_until_finished
+from service.waiting import JOB_ID_LOC, record_or_404, unless_client_leaves, wait_until_finished
 from settings import Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=PlatformRoute)
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No job with this id"}}
 ABORT_WAIT_S = 2.0
+CLIENT_LEFT = 499  # nginx's "client closed request", for the access log
 MAX_PAGE = 200
 CURSOR_PATTERN = r"^[0-9]{1,15}:.+$"
 
@@ -160,6 +161,7 @@ async def get_job(job_id: str, pool: PoolDep, settings: SettingsDep) -> JobView:
 
 @router.get(
     "/{job_id}/result",
+    response_model=JobOutcome,
     responses={**NOT_FOUND, 202: {"model": JobOutcome, "description": "Not finished yet"}},
 )
 async def get_result(
@@ -169,11 +171,12 @@ async def get_result(
     settings: SettingsDep,
     waits: WaitSlotsDep,
     principal: PrincipalDep,
+    request: Request,
     response: Response,
     wait: Annotated[
         float, Query(ge=0, allow_inf_nan=False, description="Seconds to wait for the job to finish (bounded).")
     ] = 0,
-) -> JobOutcome:
+) -> JobOutcome | Response:
     """The job's outcome: 200 once finished, 202 with the current status when not yet. With `wait`, the answer
     comes as soon as the job's terminal event arrives (pushed, not polled)."""
     wait_s = min(wait, settings.result_wait_max_seconds)
@@ -182,7 +185,11 @@ async def get_result(
     else:
         try:
             with waits.hold(principal.name):
-                record = await wait_until_finished(pool, hub, settings, job_id, wait_s)
+                waiting = wait_until_finished(pool, hub, settings, job_id, wait_s)
+                waited = await unless_client_leaves(request, waiting)
+            if waited is None:
+                return Response(status_code=CLIENT_LEFT)  # sent to nobody
+            record = waited
         except TooManyWaits as exc:
             retry = {"Retry-After": str(WAIT_RETRY_AFTER_S)}
             raise ApiError(429, str(exc), type_="too_many_waits", headers=retry) from None
