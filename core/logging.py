@@ -91,9 +91,13 @@ class DirectSink:
         if handler is None or not isinstance(logger, logging.Logger) or not _only_reaches(logger, handler):
             return structlog.stdlib.ProcessorFormatter.wrap_for_formatter(logger, name, event)
         line = self.render(logger, name, structlog.processors.format_exc_info(logger, name, event))
-        with handler.lock, suppress(OSError, ValueError):  # a closed or broken stream drops the line, as stdlib's
-            handler.stream.write(line + handler.terminator)
-            handler.stream.flush()
+        handler.acquire()
+        try:
+            with suppress(OSError, ValueError):  # a closed or broken stream drops the line, as stdlib's does
+                handler.stream.write(line + handler.terminator)
+                handler.stream.flush()
+        finally:
+            handler.release()
         raise structlog.DropEvent
 
 
