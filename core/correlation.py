@@ -9,6 +9,8 @@ so the job's log lines carry `request_id` and a job it fans out carries them on.
 from __future__ import annotations
 
 import re
+import secrets
+from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -40,6 +42,17 @@ def sane_traceparent(value: str | None) -> str | None:
         return None
     value = value.strip().lower()
     return value if _TRACEPARENT.fullmatch(value) else None
+
+
+def from_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, str | None]:
+    """A request's id (its sane `X-Request-ID`, else a new one) and its sane `traceparent`, from its ASGI headers."""
+    request_id = traceparent = None
+    for name, value in headers:
+        if name == b"x-request-id":
+            request_id = sane_request_id(value.decode("latin-1"))
+        elif name == b"traceparent":
+            traceparent = sane_traceparent(value.decode("latin-1"))
+    return request_id or secrets.token_hex(16), traceparent
 
 
 def for_job() -> Correlation | None:

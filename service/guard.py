@@ -9,7 +9,6 @@ do; the checks here return instead of wrapping.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,17 +25,6 @@ from service.transport import Sent, TransportPolicy
 from settings import Settings
 
 CLIENT_LEFT = 499  # the client went away before its body arrived: no answer was sent
-
-
-def request_correlation(scope: Scope) -> tuple[str, str | None]:
-    """The request's id (its sane `X-Request-ID`, else a new one) and its sane W3C `traceparent`, if any."""
-    request_id = traceparent = None
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            request_id = correlation.sane_request_id(value.decode("latin-1"))
-        elif name == b"traceparent":
-            traceparent = correlation.sane_traceparent(value.decode("latin-1"))
-    return request_id or secrets.token_hex(16), traceparent
 
 
 class Guard:
@@ -62,7 +50,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id, traceparent = request_correlation(scope)
+        request_id, traceparent = correlation.from_headers(scope["headers"])
         token = correlation.current.set(correlation.Correlation(request_id, traceparent))
         bound = structlog.contextvars.bind_contextvars(request_id=request_id)
         response = Sent()
