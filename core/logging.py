@@ -18,7 +18,6 @@ import os
 import sys
 import time
 from collections.abc import MutableMapping
-from contextlib import suppress
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -78,6 +77,19 @@ class UtcTimestamp:
         return event
 
 
+_LEVEL_OF_METHOD = {"warn": "warning", "exception": "error"}  # as structlog's add_log_level names them
+
+
+class Stamp(UtcTimestamp):
+    """`level`, `logger` and `timestamp` of a structlog event in one step (add_log_level, add_logger_name and
+    the timestamp, one call instead of three on every line)."""
+
+    def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        event["level"] = _LEVEL_OF_METHOD.get(name, name)
+        event["logger"] = logger.name
+        return super().__call__(logger, name, event)
+
+
 class DirectSink:
     """The last step of structlog's chain: write the event itself when the platform's handler is all it would
     reach, else hand it to stdlib logging (`ProcessorFormatter.wrap_for_formatter`) for every handler."""
@@ -87,15 +99,20 @@ class DirectSink:
         self.render: Any = None
 
     def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> Any:
+        if "stack_info" in event:
+            event = _STACK_INFO(logger, name, event)
         handler = self.handler
         if handler is None or not isinstance(logger, logging.Logger) or not _only_reaches(logger, handler):
             return structlog.stdlib.ProcessorFormatter.wrap_for_formatter(logger, name, event)
-        line = self.render(logger, name, structlog.processors.format_exc_info(logger, name, event))
+        if "exc_info" in event:
+            event = structlog.processors.format_exc_info(logger, name, event)
+        line = self.render(logger, name, event)
         handler.acquire()
         try:
-            with suppress(OSError, ValueError):  # a closed or broken stream drops the line, as stdlib's does
-                handler.stream.write(line + handler.terminator)
-                handler.stream.flush()
+            handler.stream.write(line + handler.terminator)
+            handler.stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream drops the line, as stdlib's handler does
+            pass
         finally:
             handler.release()
         raise structlog.DropEvent
@@ -115,6 +132,7 @@ def _only_reaches(logger: logging.Logger, handler: PlatformHandler) -> bool:
 
 
 SINK = DirectSink()
+_STACK_INFO = structlog.processors.StackInfoRenderer()
 
 
 def _drop_formatting_leftovers(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -186,8 +204,8 @@ def configure_logging(settings: Settings) -> None:
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,  # drop a filtered event before any work is done on it
-            *shared,
-            structlog.processors.StackInfoRenderer(),
+            structlog.contextvars.merge_contextvars,
+            Stamp(),  # the same fields as `shared`, in one step
             SINK,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
