@@ -132,7 +132,7 @@ def _only_reaches(logger: logging.Logger, handler: PlatformHandler) -> bool:
 
 
 SINK = DirectSink()
-_STACK_INFO = structlog.processors.StackInfoRenderer()
+_STACK_INFO = structlog.processors.StackInfoRenderer(additional_ignores=["core.logging"])
 
 
 def _drop_formatting_leftovers(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
