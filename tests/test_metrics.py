@@ -3,6 +3,7 @@ in Redis (core/job_metrics.py), the queue and the live workers, and the API's ow
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -122,14 +123,33 @@ async def test_metrics_need_the_read_scope(redis_server: RedisProcess, redis: Ar
     assert {"401", "403"} <= set(operation["responses"])
 
 
-async def test_with_redis_down_the_http_families_still_answer() -> None:
+class Collecting(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[dict[str, object]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, dict):
+            self.events.append(record.msg)
+
+
+async def test_with_redis_down_the_http_families_still_answer_and_the_warning_names_the_request() -> None:
     down = make_settings(f"redis://127.0.0.1:{free_port()}/0", rate_limit_per_minute=0)  # the limiter needs Redis
-    async with api_client(down) as client:
-        await client.get("/health")
-        samples = await scrape(client)
+    collected = Collecting()
+    logging.getLogger().addHandler(collected)
+    try:
+        async with api_client(down) as client:
+            await client.get("/health")
+            response = await client.get("/metrics", headers={"X-Request-ID": "scrape-1"})
+            samples = await scrape(client)
+    finally:
+        logging.getLogger().removeHandler(collected)
     assert value(samples, "redis_up") == 0
     assert value(samples, "http_requests_total", method="GET", route="/health", status="200") == 1
     assert not any(name.startswith(("jobs_", "job_", "queue_jobs", "workers_alive")) for name, _ in samples)
+    assert response.status_code == 200 and response.headers["x-request-id"] == "scrape-1"
+    warnings = [event for event in collected.events if event["event"] == "metrics.redis_unavailable"]
+    assert warnings and warnings[0]["request_id"] == "scrape-1", "the API's log lines carry the request's id"
 
 
 @pytest.mark.xfail(
