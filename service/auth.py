@@ -216,11 +216,14 @@ class Authorizer:
         self.routes = routes  # the app's routes, compiled on the first request (every route exists by then)
         self._table: RouteTable | None = None
 
-    async def refusal(self, scope: AsgiScope) -> Response | None:
-        """None to let the request through (its principal in `scope["state"]`), else the answer."""
+    def route_of(self, scope: AsgiScope) -> Any:
+        """The route the router will pick for this request (None when no route's path matches)."""
         if self._table is None:
             self._table = RouteTable(self.routes())
-        route, _ = self._table.match(scope)
+        return self._table.match(scope)[0]
+
+    async def refusal(self, scope: AsgiScope, route: Any) -> Response | None:
+        """None to let the request through (its principal in `scope["state"]`), else the answer."""
         needed = required_scope(route, scope.get("method", "GET"))
         if needed == PUBLIC:
             return None

@@ -8,6 +8,7 @@ from typing import Annotated, cast
 from arq.connections import ArqRedis
 from fastapi import Depends, Request
 
+from core import correlation
 from core.registry import Registry
 from service.auth import ANONYMOUS, Principal
 from service.event_hub import EventHub
@@ -55,6 +56,8 @@ async def get_jobs(request: Request) -> Jobs:
     state = request.scope.get("state") or {}
     if "inflight" not in state:
         raise RuntimeError("JobsDep needs the platform's lifespan: FastAPI(lifespan=platform.lifespan())")
+    if correlation.current.get() is None:  # an app without the platform's guard: its jobs carry the request too
+        correlation.current.set(correlation.Correlation(*correlation.from_headers(request.scope["headers"])))
     return Jobs(state["pool"], state["registry"], state["settings"], state["inflight"], request.scope)
 
 

@@ -29,7 +29,8 @@ from service.dashboard import routes as dashboard
 from service.event_hub import EventHub
 from service.handle import InFlight
 from service.limits import WaitSlots
-from service.routes import cron, dead, events, functions, health, jobs, queues, typed, workers
+from service.metrics import HttpMetrics
+from service.routes import cron, dead, events, functions, health, jobs, metrics, queues, typed, workers
 from settings import Settings, load_settings
 
 log = structlog.get_logger("api")
@@ -46,6 +47,7 @@ class State(TypedDict):
     inflight: InFlight
     waits: WaitSlots
     events: EventHub
+    metrics: HttpMetrics
 
 
 def log_auth_mode(settings: Settings) -> None:
@@ -72,12 +74,13 @@ class Platform:
     def __init__(self, settings: Settings | None = None, registry: Registry | None = None) -> None:
         self.settings = settings or load_settings()
         self.registry = registry or load_registry(self.settings)
+        self.http_metrics = HttpMetrics()  # filled by the guard (service/guard.py) where the app has one
         # FastAPI tries routes in order, each at a cost: the enqueue route first, the documentation-only
         # operations of the typed endpoints (never matched) last.
         dispatch, document = typed.routers(self.registry)
         self.routers: tuple[APIRouter, ...] = (jobs.router, dispatch, dead.router, functions.router, cron.router,
-                                               queues.router, workers.router, events.router, health.router, docs.router,
-                                               dashboard.router, document)  # fmt: skip
+                                               queues.router, workers.router, events.router, health.router,
+                                               metrics.router, docs.router, dashboard.router, document)  # fmt: skip
         self.router = APIRouter()
         for router in self.routers:
             self.router.include_router(router, generate_unique_id_function=operation_id)
@@ -110,6 +113,7 @@ class Platform:
                 "inflight": inflight,
                 "waits": WaitSlots(settings.max_waits_per_key),
                 "events": hub,
+                "metrics": self.http_metrics,
             }
         finally:
             await hub.stop()
