@@ -8,6 +8,7 @@ import { buildFields, clearErrors, readKwargs, showErrors } from './schema-form.
 
 const JOB_STATES = ['queued', 'deferred', 'in_progress', 'complete', 'failed', 'dead', 'aborted'];
 const REFRESH_MS = 1000;
+const SETTLE_MS = 2500;
 
 function feedItem(event) {
   const feed = document.getElementById('feed');
@@ -54,7 +55,7 @@ function workerRow(worker) {
   return el('tr', {},
     el('td', {}, el('code', {}, worker.worker_id)), el('td', {}, worker.host), el('td', { class: 'num' }, worker.pid),
     el('td', { class: 'nowrap' }, when(worker.started_at)), el('td', { dataset: { seen: worker.last_seen } }, ago(worker.last_seen)),
-    el('td', { class: 'num' }, worker.jobs.ongoing), el('td', { class: 'num' }, worker.jobs.complete),
+    el('td', { class: 'num' }, worker.jobs.ongoing), el('td', { class: 'num', dataset: { cell: 'complete' } }, worker.jobs.complete),
     el('td', { class: 'num' }, worker.jobs.failed), el('td', { class: 'num' }, worker.jobs.retried));
 }
 
@@ -72,11 +73,16 @@ async function overview() {
   };
   draw();
   await refresh();
+  // Worker counters and the queue's throughput reach Redis up to a heartbeat after the events that changed
+  // them: read once more when the events settle.
+  let settle = null;
   follow('/v1/events', (event) => {
     series.add(event);
     feedItem(event);
     draw();
     refresh();
+    clearTimeout(settle);
+    settle = setTimeout(refresh, SETTLE_MS);
   });
   setInterval(() => {  // the clock moves the charts and ages along; no request is made
     draw();
