@@ -246,3 +246,18 @@ async def test_the_session_opens_event_streams(browser: httpx.AsyncClient, run_b
     browser.cookies.clear()
     assert (await browser.get(f"/v1/jobs/{job_id}/events")).status_code == 401
     assert (await browser.get("/v1/events")).status_code == 401
+
+
+async def test_an_app_that_includes_the_platform_router_serves_the_dashboard(settings: Settings, redis) -> None:
+    """Without the guard (a user's app that only includes `platform.router`), the pages serve this host only."""
+    from tests.support.embed_app import build
+
+    app = build(settings)
+    async with LifespanManager(app) as manager:
+        for client_ip, expected in (("127.0.0.1", 200), ("203.0.113.9", 403)):
+            transport = httpx.ASGITransport(app=manager.app, client=(client_ip, 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://platform.test") as client:
+                page = await client.get("/dashboard/enqueue")
+                assert page.status_code == expected, client_ip
+                if expected == 200:
+                    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]

@@ -173,3 +173,24 @@ def test_abort_a_running_job_from_its_page(page: Watched) -> None:
     expect(browser.locator("#job-error")).to_contain_text("aborted")
     expect(browser.locator("#abort")).to_be_hidden()
     assert page.csp_violations() == []
+
+
+def test_jobs_filter_by_status_and_function_and_new_jobs_appear_live(page: Watched) -> None:
+    page.goto("/dashboard/jobs?function=echo")
+    browser = page.page
+    expect(browser.locator("body")).to_have_attribute("data-ready", "true")
+    job_id = f"browse-{uuid.uuid4().hex[:8]}"
+    httpx.post(f"{page.base_url}/v1/jobs", json={"function": "echo", "kwargs": {"value": 1}, "job_id": job_id})
+    row = browser.locator(f'#jobs tr[data-job-id="{job_id}"]')
+    expect(row).to_contain_text("complete")  # arrived and ended while the page stayed open
+    expect(browser.locator("#jobs tbody tr").filter(has_text="fail_always")).to_have_count(0)
+    browser.select_option("#filter-status", "dead")
+    expect(row).to_have_count(0)
+    expect(browser).to_have_url(re.compile(r"\?status=dead&function=echo$"))
+    browser.locator("#counts button[data-status='complete']").click()
+    expect(row).to_be_visible()
+    browser.fill("#search-id", job_id)
+    browser.click("#job-search button")
+    expect(browser).to_have_url(re.compile(f"/dashboard/jobs/{job_id}$"))
+    expect(browser.locator("#job-status")).to_have_text("complete")
+    assert page.csp_violations() == []
