@@ -76,7 +76,7 @@ def test_a_failed_job_lands_in_the_dead_letters_and_is_requeued_from_the_page(
     row = browser.locator(f'tr[data-job-id="{job_id}"]')
     expect(row).to_contain_text("PermissionError")
     expect(row).to_contain_text("fail_until_allowed")
-    page.screenshot("dead-letters", docs="dashboard-dead.png")
+    page.screenshot("dead-letters")
 
     redis.Redis.from_url(redis_server.url).set(f"test:allowed:{token}", 1)
     row.locator("button.requeue").click()

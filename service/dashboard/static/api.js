@@ -68,12 +68,16 @@ function normalize(message) {
 }
 
 // Follow an SSE stream; `onEvent` gets each event. A job's stream ends after its terminal event: closed
-// here, so the browser does not reconnect to a finished job.
-export function follow(url, onEvent, { closeOnTerminal = false } = {}) {
+// here, so the browser does not reconnect to a finished job. `onDrop(source)` runs when the connection drops
+// (the browser then reconnects with Last-Event-ID unless it is closed).
+export function follow(url, onEvent, { closeOnTerminal = false, onDrop = null } = {}) {
   const source = new EventSource(url);
   setLive('connecting');
   source.onopen = () => setLive('live');
-  source.onerror = () => setLive(source.readyState === EventSource.CLOSED ? 'offline' : 'reconnecting');
+  source.onerror = () => {
+    setLive(source.readyState === EventSource.CLOSED ? 'offline' : 'reconnecting');
+    onDrop?.(source);
+  };
   const handle = (message) => {
     const event = normalize(message);
     if (event === null || !event.name) return;

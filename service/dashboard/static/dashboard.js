@@ -216,9 +216,12 @@ function showJob(job) {
 async function job() {
   const jobId = document.getElementById('job-id').dataset.jobId;
   const path = `/v1/jobs/${encodeURIComponent(jobId)}`;
+  let finished = false;
   const load = async () => {
     try {
-      showJob((await api('GET', path)).data);
+      const { data } = await api('GET', path);
+      showJob(data);
+      finished = ['complete', 'failed', 'aborted'].includes(data.status);
       return true;
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) {
@@ -245,7 +248,21 @@ async function job() {
     feedItem(event);
     if (event.name === 'progress') showProgress(bar, text, event.data);
     else refresh();
-  }, { closeOnTerminal: true });
+  }, {
+    closeOnTerminal: true,
+    // A stream also ends when the job ended before its events could say so (its history expired): then the
+    // job itself says it is finished, and the page stops reconnecting.
+    onDrop: async (source) => {
+      try {
+        if ((await load()) && finished) {
+          source.close();
+          setLive('done');
+        }
+      } catch {
+        // the API is out of reach too: the browser keeps reconnecting
+      }
+    },
+  });
 }
 
 // --- dead letters ---------------------------------------------------------------------------------------
