@@ -5,9 +5,9 @@
 -- tell whether anyone claimed the job since. Reads at most ARGV[3] due ids, ARGV[4] at a time: running jobs stay in
 -- the queue until they end, so the first due ids may all be taken. Returns the claims and the next due score.
 -- Each claimed job whose payload names its function (the JSON payloads the platform writes) is published
--- (started) and moved to the in_progress index, one index write per function of the batch.
+-- (started) and moved to the in_progress index, one index write per function of the batch, when ARGV[14] is 1.
 -- ARGV: now_ms, want, read_limit, page, lease_ms, lease_prefix, job_prefix, try_prefix, try_ttl_s, token_prefix,
---       result_prefix, holder_prefix, claim call number
+--       result_prefix, holder_prefix, claim call number, publish (1 or 0)
 local claimed = {}
 -- An abort is rare: look for one per job only when the abort set exists at all.
 local aborts = redis.call('EXISTS', KEYS[2]) == 1
@@ -15,6 +15,7 @@ local want, limit, page = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]
 local offset = 0
 local now = tonumber(ARGV[1])
 local started, names = {}, {}
+local publish = ARGV[14] == '1'
 while offset < limit and #claimed < want do
   local count = math.min(page, limit - offset)
   local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', offset, count)
@@ -34,7 +35,7 @@ while offset < limit and #claimed < want do
         redis.call('SET', ARGV[12] .. id, token, 'EX', ARGV[9])
         local aborted = aborts and redis.call('ZREM', KEYS[2], id) or 0
         claimed[#claimed + 1] = {id, due[i + 1], payload or false, try, aborted, token}
-        local fn = payload and string.match(payload, '^{"t":[^,]*,"f":"([^"\\]+)"')
+        local fn = publish and payload and string.match(payload, '^{"t":[^,]*,"f":"([^"\\]+)"')
         if fn then
           if aborted == 0 then emit_event(id, fn, 'started', '{"try":' .. try .. '}') end
           if not started[fn] then

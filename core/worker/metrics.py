@@ -10,7 +10,6 @@ stale copy's call changes nothing, so what it carried is kept for the next one).
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 
 from arq.connections import ArqRedis
@@ -24,70 +23,91 @@ FLUSH_INTERVAL_S = 1.0
 COUNT, BUCKET, SUM, FINISHED = "C", "H", "F", "T"
 
 Delta = tuple[str, str]  # (kind, field)
-
-
-@dataclass
-class Observation:
-    """What one try's end adds; kept so that a write that did not happen can take it back."""
-
-    deltas: Counter[Delta] = field(default_factory=Counter)
-    sums: dict[Delta, float] = field(default_factory=dict)
+# What one try's end added, so that a write that did not happen can take it back.
+Observation = list[tuple[Delta, float]]
 
 
 @dataclass
 class MetricsBuffer:
+    """Deltas gathered since the last hand-over (plain dicts: this runs once a job, on the worker's hot path)."""
+
     queue_name: str
-    counts: Counter[Delta] = field(default_factory=Counter)
-    sums: Counter[Delta] = field(default_factory=Counter)
+    counts: dict[Delta, float] = field(default_factory=dict)
     last_flush: float = field(default_factory=time.monotonic)
+    _fields: dict[tuple[str, str], tuple[Delta | None, Delta, Delta, str]] = field(default_factory=dict)
+    _buckets: dict[tuple[str, str, int], Delta] = field(default_factory=dict)
+    _finished: tuple[int, Delta] = (-1, (FINISHED, ""))
+
+    def _fields_of(self, function: str, event: str) -> tuple[Delta | None, Delta, Delta, str]:
+        """The fields a (function, event) pair adds to, made once."""
+        found = self._fields.get((function, event))
+        if found is None:
+            count: Delta | None = None
+            if event == "retrying":
+                count = (COUNT, f"retried|{function}")
+            elif event in job_metrics.OUTCOMES:
+                count = (COUNT, f"finished|{function}|{event}")
+            found = (count, (SUM, f"duration|{function}|sum"), (SUM, f"queue_wait|{function}|sum"), function)
+            self._fields[(function, event)] = found
+        return found
+
+    def _bucket(self, histogram: str, function: str, seconds: float) -> Delta:
+        index = job_metrics.bucket_index(seconds)
+        found = self._buckets.get((histogram, function, index))
+        if found is None:
+            found = self._buckets[(histogram, function, index)] = (BUCKET, f"{histogram}|{function}|{index}")
+        return found
 
     def observe(
         self, function: str, event: str, duration_s: float | None, queue_wait_s: float, now_ms: int
     ) -> Observation:
         """Add one try's end: `event` is its outcome (complete, failed, dead, aborted; retrying; requeued), the
         try ran `duration_s` (None: not at all) after waiting `queue_wait_s` from when it was due to its claim."""
-        seen = Observation()
+        seen: Observation = []
         if function:
+            count, duration_sum, wait_sum, name = self._fields_of(function, event)
             wait_s = max(0.0, queue_wait_s)
-            seen.deltas[(BUCKET, f"queue_wait|{function}|{job_metrics.bucket_index(wait_s)}")] += 1
-            seen.sums[(SUM, f"queue_wait|{function}|sum")] = wait_s
-            if event == "retrying":
-                seen.deltas[(COUNT, f"retried|{function}")] += 1
-            elif event in job_metrics.OUTCOMES:
-                seen.deltas[(COUNT, f"finished|{function}|{event}")] += 1
+            seen += [(self._bucket("queue_wait", name, wait_s), 1), (wait_sum, wait_s)]
+            if count is not None:
+                seen.append((count, 1))
             if duration_s is not None and event != "requeued":
-                seen.deltas[(BUCKET, f"duration|{function}|{job_metrics.bucket_index(duration_s)}")] += 1
-                seen.sums[(SUM, f"duration|{function}|sum")] = duration_s
+                seen += [(self._bucket("duration", name, duration_s), 1), (duration_sum, duration_s)]
         if event in job_metrics.OUTCOMES:
-            seen.deltas[(FINISHED, f"{self.queue_name}:{now_ms // keys.THROUGHPUT_BUCKET_MS}")] += 1
-        self.counts.update(seen.deltas)
-        self.sums.update(seen.sums)
+            bucket = now_ms // keys.THROUGHPUT_BUCKET_MS
+            if self._finished[0] != bucket:
+                self._finished = (bucket, (FINISHED, f"{self.queue_name}:{bucket}"))
+            seen.append((self._finished[1], 1))
+        counts = self.counts
+        for delta, n in seen:
+            counts[delta] = counts.get(delta, 0) + n
         return seen
 
     def forget(self, seen: Observation) -> None:
-        self.counts.subtract(seen.deltas)
-        self.sums.subtract(seen.sums)
+        for delta, n in seen:
+            self.counts[delta] = self.counts.get(delta, 0) - n
 
     def due(self, alone: bool) -> bool:
         return alone or time.monotonic() - self.last_flush >= FLUSH_INTERVAL_S
 
-    def take(self) -> tuple[str, Counter[Delta], Counter[Delta]]:
+    def take(self) -> tuple[str, dict[Delta, float]]:
         """Everything gathered, as the finish script's text (`<kind>\\t<field>\\t<n>` lines), and emptied."""
-        counts, sums = +self.counts, Counter({key: value for key, value in self.sums.items() if value})
-        self.counts, self.sums = Counter(), Counter()
+        taken, self.counts = self.counts, {}
         self.last_flush = time.monotonic()
-        lines = [f"{kind}\t{name}\t{n}\n" for (kind, name), n in counts.items()]
-        lines += [f"{kind}\t{name}\t{value:.6f}\n" for (kind, name), value in sums.items()]
-        return "".join(lines), counts, sums
+        lines = [
+            f"{kind}\t{name}\t{n:.6f}\n" if kind == SUM else f"{kind}\t{name}\t{int(n)}\n"
+            for (kind, name), n in taken.items()
+            if n
+        ]
+        return "".join(lines), taken
 
-    def give_back(self, counts: Counter[Delta], sums: Counter[Delta]) -> None:
+    def give_back(self, taken: dict[Delta, float]) -> None:
         """What a call that wrote nothing carried, for the next one."""
-        self.counts.update(counts)
-        self.sums.update(sums)
+        for delta, n in taken.items():
+            self.counts[delta] = self.counts.get(delta, 0) + n
 
 
 async def flush_metrics(redis: ArqRedis, buffer: MetricsBuffer) -> None:
     """Hand over what is left without a finish call to carry it (a stopping worker)."""
-    text, _, _ = buffer.take()
+    text, _ = buffer.take()
     if text:
         await scripts(redis).metrics(keys=[], args=[text])

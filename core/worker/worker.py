@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+from collections.abc import Coroutine
 from contextlib import suppress
 from datetime import datetime, timedelta
 from signal import Signals
@@ -201,6 +202,7 @@ class PlatformWorker(Worker):
                     self.queue_read_limit,
                     self.lease_ms,
                     self._claim_calls,
+                    publish=self.announces,
                 )
                 for held in claimed:
                     self._start(held)  # when stopping, each run gives its job straight back
@@ -288,18 +290,21 @@ class PlatformWorker(Worker):
     async def _record(self, held: Claim, tried: Try) -> bool | None:
         """Write the try's outcome; the job metrics gathered so far ride along when due, and what a write that
         did not happen carried is kept (its own try's share taken back)."""
+        if not self.announces:  # built from arq's arguments alone: arq's keys and no others
+            storage = self._storage(tried.runnable)
+            return await record(self.pool, self.queue_name, held, tried.outcome, storage, self._give_up)
         function = "" if tried.function == UNKNOWN_FUNCTION else tried.function
         queue_wait_s = (held.started_ms - held.score) / 1000
         seen = self.metrics.observe(function, event_of(tried.outcome), tried.duration_s, queue_wait_s, timestamp_ms())
         flushing = self.metrics.due(alone=len(self.tasks) <= 1)
-        text, counts, sums = self.metrics.take() if flushing else ("", None, None)
+        text, taken = self.metrics.take() if flushing else ("", None)
         storage = self._storage(tried.runnable)
         written = await record(
             self.pool, self.queue_name, held, tried.outcome, storage, self._give_up, Ran(function, text)
         )
         if not written:
-            if counts is not None and sums is not None:
-                self.metrics.give_back(counts, sums)
+            if taken is not None:
+                self.metrics.give_back(taken)
             self.metrics.forget(seen)
         return written
 
@@ -446,7 +451,7 @@ class PlatformWorker(Worker):
         """arq's scheduler, with the platform's cron ticks enqueued under ids in the platform's namespace
         (clients cannot take one first). Each tick is one job id, so it runs once across all workers."""
         cutoff = n + timedelta(seconds=delay * num_windows)
-        enqueues = []
+        enqueues: list[Coroutine[Any, Any, object]] = []
         for cron_job in self.cron_jobs:
             if cron_job.next_run is None:
                 if not cron_job.run_at_startup:
@@ -456,7 +461,14 @@ class PlatformWorker(Worker):
             if cron_job.next_run < cutoff:
                 defer_until = cron_job.next_run if cron_job.next_run > datetime.now(tz=self.timezone) else None
                 job_id = self._cron_job_id(cron_job)
-                enqueues.append(enqueue_tick(self.pool, self.queue_name, cron_job.name, job_id, defer_until))
+                if self.announces:  # published and indexed like any job; arq's own way for an arq-built worker
+                    enqueues.append(enqueue_tick(self.pool, self.queue_name, cron_job.name, job_id, defer_until))
+                else:
+                    enqueues.append(
+                        self.pool.enqueue_job(
+                            cron_job.name, _job_id=job_id, _queue_name=self.queue_name, _defer_until=defer_until
+                        )
+                    )
                 cron_job.calculate_next(cron_job.next_run)
         if enqueues:
             await asyncio.gather(*enqueues)
