@@ -4,8 +4,7 @@ it, these are no-ops that cost one `None` check."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 try:
@@ -16,6 +15,8 @@ except ImportError:  # pragma: no cover - the optional dependency is absent
 
 TRACER_NAME = "job-platform"
 _PROPAGATOR: Any = TraceContextTextMapPropagator() if trace is not None else None
+_UNCONFIGURED: tuple[type, ...] = (trace.ProxyTracerProvider, trace.NoOpTracerProvider) if trace is not None else ()
+_NO_SPAN = nullcontext()
 
 
 def current_traceparent() -> str | None:
@@ -27,16 +28,16 @@ def current_traceparent() -> str | None:
     return carrier.get("traceparent")
 
 
-@contextmanager
-def job_span(function: str, job_id: str, job_try: int, traceparent: str | None) -> Iterator[None]:
-    """The span of one try, a child of `traceparent`'s span (or a root when the job carries none)."""
-    if trace is None or isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider):
-        yield  # the API alone, no SDK configured: every span would be a no-op, so make none
-        return
+def job_span(function: str, job_id: str, job_try: int, traceparent: str | None) -> AbstractContextManager[object]:
+    """The span of one try, a child of `traceparent`'s span (or a root when the job carries none). With no SDK
+    configured (the API alone installed) every span would be a no-op, so none is made: one check per try."""
+    if trace is None:
+        return _NO_SPAN
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, _UNCONFIGURED):
+        return _NO_SPAN
     parent = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else None
-    tracer = trace.get_tracer(TRACER_NAME)
     attributes: dict[str, str | int] = {"job.id": job_id, "job.function": function, "job.try": job_try}
-    with tracer.start_as_current_span(
+    return provider.get_tracer(TRACER_NAME).start_as_current_span(
         f"job {function}", context=parent, kind=trace.SpanKind.CONSUMER, attributes=attributes
-    ):
-        yield
+    )

@@ -73,8 +73,10 @@ def decode_job(raw: bytes, deserializer: Deserializer | None) -> JobPayload:
             function, args, kwargs, job_try, enqueue_time_ms = data["f"], data["a"], data["k"], data["t"], data["et"]
         except Exception:
             raise UnreadableJob("unable to deserialize job") from None
-        rid, tp = _text_or_none(data.get("rid")), _text_or_none(data.get("tp"))
-        correlation = Correlation(rid, tp) if rid or tp else None
+        correlation = None
+        if "rid" in data or "tp" in data:
+            rid, tp = _text_or_none(data.get("rid")), _text_or_none(data.get("tp"))
+            correlation = Correlation(rid, tp) if rid or tp else None
     if not isinstance(function, str) or not isinstance(kwargs, dict):
         raise UnreadableJob("the payload is not a job")
     return JobPayload(function, tuple(args or ()), kwargs, job_try, int(enqueue_time_ms or 0), correlation)

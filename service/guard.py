@@ -1,6 +1,8 @@
 """The one middleware in front of every route: Host and security headers (service/transport.py), then who
 is calling and what they may do (service/auth.py), then the body (service/body.py). Routes see only what
-passed all three.
+passed all three. Around them, for every request: its id (`X-Request-ID`, core/correlation.py), bound for its
+log lines and the jobs it enqueues and returned on every answer, and its count and duration by route template
+(service/metrics.py).
 
 One ASGI layer on purpose: each coroutine frame between uvicorn and a route is walked again on every await
 the route makes (each Redis round trip), so three stacked middlewares cost several times what their checks
