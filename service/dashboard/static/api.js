@@ -64,7 +64,8 @@ function normalize(message) {
   if (payload === null || typeof payload !== 'object') return null;
   const name = message.type !== 'message' ? message.type : (payload.event ?? payload.type);
   const data = payload.data && typeof payload.data === 'object' ? payload.data : payload;
-  return { id: message.lastEventId, name, jobId: payload.job_id, function: payload.function, data };
+  const at = Number((message.lastEventId ?? '').split('-')[0]) || Date.now(); // an id is `<ms>-<seq>`
+  return { id: message.lastEventId, at, name, jobId: payload.job_id, function: payload.function, data };
 }
 
 // Follow an SSE stream; `onEvent` gets each event. A job's stream ends after its terminal event: closed

@@ -14,7 +14,7 @@ function feedItem(event) {
   const feed = document.getElementById('feed');
   if (!feed) return;
   const detail = event.name === 'progress' && event.data.percent != null ? ` ${Math.round(event.data.percent)}%` : '';
-  feed.prepend(el('li', {}, el('time', {}, new Date().toISOString().slice(11, 19)), ' ',
+  feed.prepend(el('li', {}, el('time', {}, new Date(event.at).toISOString().slice(11, 19)), ' ',
     status(event.name), ' ', event.function ?? '', ' ', event.jobId ? jobLink(event.jobId) : '', detail));
   while (feed.children.length > 30) feed.lastElementChild.remove();
 }
@@ -199,7 +199,10 @@ function showJob(job) {
   document.getElementById('job-kwargs').textContent = json(job.kwargs);
   const bar = document.getElementById('job-progress');
   showProgress(bar, document.getElementById('job-progress-text'), job.progress);
-  if (job.status === 'complete' && !job.progress) bar.value = 100;
+  if (job.status === 'complete' && !job.progress) {
+    bar.value = 100;
+    setText('job-progress-text', 'done');
+  }
   document.getElementById('result-box').hidden = job.status !== 'complete';
   document.getElementById('job-result').textContent = job.status === 'complete' ? json(job.result) : '';
   document.getElementById('error-box').hidden = !job.error;
