@@ -91,6 +91,13 @@ class Settings(BaseSettings):
         "not stored.",
     )
     result_wait_max_seconds: float = Field(30, ge=0, description="Upper bound of `GET /v1/jobs/{id}/result?wait=N`.")
+    sse_keepalive_seconds: float = Field(
+        15,
+        gt=0,
+        le=300,
+        description="An event stream (`/v1/jobs/{id}/events`, `/v1/events`) sends a comment this "
+        "often while no event comes, so proxies keep it open and a lost client is noticed.",
+    )
     heartbeat_every_seconds: int = Field(
         60, ge=1, description="Schedule of the `record_heartbeat` cron job; must divide 60 or be a multiple of 60."
     )
@@ -144,6 +151,12 @@ class Settings(BaseSettings):
     )
     max_waits_per_key: int = Field(
         32, ge=1, description="Result waits (`?wait=`) and event streams one key may hold open per API process."
+    )
+    dashboard_session_seconds: int = Field(
+        8 * 3600,
+        ge=60,
+        le=30 * 86_400,
+        description="How long a dashboard sign-in lasts (its session is kept in Redis; signing out ends it).",
     )
     redis_username: str | None = Field(None, description="Redis ACL user; overrides one given in REDIS_URL.")
     redis_password: SecretStr | None = Field(None, description="Redis password; overrides one given in REDIS_URL.")

@@ -18,7 +18,7 @@ from arq.connections import ArqRedis
 from arq.jobs import serialize_job
 from pydantic import ValidationError
 
-from core import keys, wire
+from core import correlation, keys, wire
 from core.context import JobContext
 from core.exact_json import Unencodable
 from core.registry import JobFunction, JobSpec, spec_of
@@ -100,7 +100,7 @@ def _prepare(request: JobRequest, now: datetime, expires_after_ms: int) -> _Prep
     now_ms = int(now.timestamp() * 1000)
     score = int(scheduled_at.timestamp() * 1000)
     expires_ms = max(score - now_ms, 0) + expires_after_ms
-    payload = wire.encode_job(request.spec.name, wire_kwargs, now_ms)
+    payload = wire.encode_job(request.spec.name, wire_kwargs, now_ms, correlation.for_job())
     accepted = Enqueued(job_id, now, max(scheduled_at, now))
     return _Prepared(job_id, request.spec.name, payload, score, expires_ms, accepted)
 

@@ -133,3 +133,8 @@ def cron_pauses(name: str) -> str:
 def cron_run_now_job_id(name: str, nonce: str) -> str:
     """A run-now job: its own id, never a tick's, so it cannot take (and suppress) a tick."""
     return f"{PLATFORM_JOB_ID_PREFIX}cron-run:{name}:{nonce}"
+
+
+def dashboard_session(token_digest: str) -> str:
+    """A dashboard sign-in, by the SHA-256 of its cookie's token (the token itself is never stored)."""
+    return f"{PREFIX}dashboard:session:{token_digest}"

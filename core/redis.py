@@ -29,7 +29,7 @@ from settings import Settings
 log = structlog.get_logger("redis")
 T = TypeVar("T")
 # First probe after 10 s idle, then every 5 s; 3 unanswered probes drop the connection (Linux names).
-_KEEPALIVE_PROBES = {
+KEEPALIVE_PROBES = {
     getattr(socket, name): value
     for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
     if hasattr(socket, name)
@@ -103,12 +103,16 @@ def open_worker_pool(settings: Settings) -> ArqRedis:
         settings.redis_url,
         socket_connect_timeout=settings.redis_timeout_seconds,
         socket_keepalive=True,
-        socket_keepalive_options=_KEEPALIVE_PROBES,
+        socket_keepalive_options=KEEPALIVE_PROBES,
         retry=LoggedRetry(ExponentialBackoff(cap=2.0, base=0.05), retries=-1),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         **connection_options(settings),
     )
     return _platform_redis(connections, settings)
+
+
+class PoolExhausted(RedisConnectionError):
+    """No connection of the API's pool came free within its timeout: Redis is fine, the process is busy."""
 
 
 class BoundedConnectionPool(ConnectionPool):
@@ -128,7 +132,7 @@ class BoundedConnectionPool(ConnectionPool):
             try:
                 await asyncio.wait_for(self._slots.acquire(), self._wait_s)
             except TimeoutError:
-                raise RedisConnectionError("no free Redis connection in the pool") from None
+                raise PoolExhausted(f"no free Redis connection in the pool within {self._wait_s:g} s") from None
         else:
             await self._slots.acquire()
         try:

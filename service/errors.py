@@ -19,6 +19,7 @@ from starlette.routing import Match
 
 from core.enqueue import DuplicateJob
 from core.exact_json import Unencodable
+from core.redis import PoolExhausted
 from core.registry import UnknownFunction
 
 log = structlog.get_logger("api")
@@ -157,6 +158,21 @@ async def duplicate_job(request: Request, exc: DuplicateJob) -> JSONResponse:
     return error_response(409, str(exc), "duplicate_job", ["body", "job_id"])
 
 
+def pool_exhausted_response(exc: PoolExhausted) -> JSONResponse:
+    """Redis is healthy but every connection of this process is busy: say so, not "Redis is unavailable"."""
+    return error_response(
+        503,
+        f"too many concurrent requests: {exc}; retry shortly",
+        "pool_exhausted",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+async def pool_exhausted(request: Request, exc: PoolExhausted) -> JSONResponse:
+    log.warning("api.pool_exhausted", path=request.url.path, message=str(exc))
+    return pool_exhausted_response(exc)
+
+
 async def redis_unavailable(request: Request, exc: RedisError) -> JSONResponse:
     log.warning("api.redis_unavailable", path=request.url.path, error=type(exc).__name__, message=str(exc))
     return error_response(
@@ -177,6 +193,7 @@ PLATFORM_ERRORS: dict[type[Exception], Callable[[Request, Any], Awaitable[JSONRe
     UnknownFunction: unknown_function,
     KwargsInvalid: kwargs_invalid,
     DuplicateJob: duplicate_job,
+    PoolExhausted: pool_exhausted,  # before RedisError: a route's handler is the first that matches
     RedisError: redis_unavailable,
 }
 # What a platform route answers itself, inside any app: its own errors, and its request's validation and HTTP

@@ -38,7 +38,8 @@ _WHY = {
     "415": "The body is not `application/json`",
     "422": "Invalid input; `loc` names each field",
     "429": "Rate limit or open-wait limit reached; see `Retry-After`",
-    "503": "Redis is unavailable; see `Retry-After`",
+    "503": "Redis is unavailable (`redis_unavailable`) or this process has no free Redis connection "
+    "(`pool_exhausted`); see `Retry-After`",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 _AUTHENTICATE = {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}

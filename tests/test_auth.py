@@ -103,7 +103,15 @@ def test_every_route_is_guarded_unless_declared_public(settings: Settings) -> No
         for route in flat_routes(app.routes)
         for method in (route.methods or ())
     }
-    assert {key for key, scope in scopes.items() if scope == PUBLIC} == {("GET", "/health"), ("GET", "/ready")}
+    # Health, and what a browser needs before it has a session: the sign-in form and the dashboard's own files.
+    assert {key for key, scope in scopes.items() if scope == PUBLIC} == {
+        ("GET", "/health"),
+        ("GET", "/ready"),
+        ("GET", "/dashboard/login"),
+        ("POST", "/dashboard/login"),
+        ("POST", "/dashboard/logout"),
+        ("GET", "/dashboard/static/{name}"),
+    }
     assert scopes[("POST", "/v1/jobs")] == scopes[("POST", "/v1/jobs/batch")] == Scope.enqueue
     assert scopes[("DELETE", "/v1/jobs/{job_id}")] == scopes[("POST", "/v1/dead/requeue")] == Scope.admin
     assert scopes[("DELETE", "/v1/dead")] == scopes[("DELETE", "/v1/dead/{job_id}")] == Scope.admin

@@ -93,8 +93,10 @@ async def test_schemathesis_finds_nothing(redis_server, redis, tmp_path: Path) -
             "--no-color",
             # The typed per-function endpoints (issue 10, merged last) do not yet hold their bodies to the
             # published schema as POST /v1/jobs does (ST201/ST202 on them): left out until they do; see the
-            # closing note of issues 9 and 10. Every other operation is fuzzed with every check.
-            "--exclude-path-regex=^/v1/functions/[^/]+/jobs",
+            # closing note of issues 9 and 10. The event streams (issue 8) answer `text/event-stream` that ends
+            # only with a job (or never, for `/v1/events`): a request/response fuzzer can only time out on them;
+            # tests/test_job_events.py covers their errors. Every other operation is fuzzed with every check.
+            "--exclude-path-regex=^/v1/(functions/[^/]+/jobs|events$|jobs/[^/]+/events$)",
         ]
         run = await asyncio.to_thread(
             subprocess.run, command, cwd=tmp_path, capture_output=True, text=True, timeout=240

@@ -24,10 +24,13 @@ from starlette.types import Scope
 from core.enqueue import enqueue
 from core.exact_json import Unencodable
 from core.registry import JobSpec, Registry
-from service.deps import PoolDep, SettingsDep
-from service.errors import KwargsInvalid, PlatformRoute
+from service.deps import EventHubDep, PoolDep, PrincipalDep, SettingsDep, WaitSlotsDep
+from service.errors import ApiError, KwargsInvalid, PlatformRoute
+from service.event_hub import EventHub
+from service.limits import WAIT_RETRY_AFTER_S, TooManyWaits
 from service.models import EnqueueRequest, JobAccepted, JobView
-from service.routes.jobs import _accepted, _wait_until_finished
+from service.routes.jobs import _accepted
+from service.waiting import wait_until_finished
 from settings import Settings
 
 OPTIONS = ("job_id", "defer_by", "defer_until")
@@ -105,8 +108,10 @@ async def _enqueue(function: TypedFunction, raw: bytes, pool: ArqRedis, response
     return _accepted(spec.name, accepted)
 
 
-async def _view(function: TypedFunction, job_id: str, pool: ArqRedis, settings: Settings, wait: float) -> Response:
-    record = await _wait_until_finished(pool, settings, job_id, min(wait, settings.result_wait_max_seconds))
+async def _view(
+    function: TypedFunction, job_id: str, pool: ArqRedis, hub: EventHub, settings: Settings, wait: float
+) -> Response:
+    record = await wait_until_finished(pool, hub, settings, job_id, min(wait, settings.result_wait_max_seconds))
     if record.function != function.spec.name:
         raise HTTPException(404, f"no job with id {job_id!r} of function {function.spec.name!r}")
     view = function.view.model_validate(JobView.of(record).model_dump())
@@ -192,8 +197,25 @@ def routers(registry: Registry) -> tuple[APIRouter, APIRouter]:
         return await _enqueue(find(name), await request.body(), pool, response)
 
     @dispatch.get("/{name}/jobs/{job_id}")
-    async def get_by_name(name: str, job_id: str, pool: PoolDep, settings: SettingsDep, wait: WAIT = 0) -> Response:
-        return await _view(find(name), job_id, pool, settings, wait)
+    async def get_by_name(
+        name: str,
+        job_id: str,
+        pool: PoolDep,
+        hub: EventHubDep,
+        settings: SettingsDep,
+        waits: WaitSlotsDep,
+        principal: PrincipalDep,
+        wait: WAIT = 0,
+    ) -> Response:
+        function = find(name)
+        if wait <= 0:
+            return await _view(function, job_id, pool, hub, settings, 0)
+        try:
+            with waits.hold(principal.name):
+                return await _view(function, job_id, pool, hub, settings, wait)
+        except TooManyWaits as exc:
+            retry = {"Retry-After": str(WAIT_RETRY_AFTER_S)}
+            raise ApiError(429, str(exc), type_="too_many_waits", headers=retry) from None
 
     document = APIRouter(prefix="/v1/functions", tags=["typed"], route_class=PlatformRoute)
     for function in functions.values():
