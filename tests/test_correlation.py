@@ -18,6 +18,7 @@ from arq.jobs import deserialize_job_raw
 from asgi_lifespan import LifespanManager
 
 from core import codec, keys
+from service.app import create_app
 from settings import Settings
 from tests.conftest import TEST_JOB_MODULES, api_client, build_worker, make_settings
 from tests.support import embed_app
@@ -229,3 +230,27 @@ async def test_with_opentelemetry_a_failing_job_keeps_its_own_error_and_tracebac
     assert span.status.status_code.name == "ERROR"
     (event,) = span.events
     assert event.attributes["exception.type"] == "BadStr" and "str()" in event.attributes["exception.message"]
+
+
+async def test_an_unexpected_error_is_a_500_with_the_request_id_in_its_header_and_log_line(
+    settings: Settings, redis: ArqRedis
+) -> None:
+    app = create_app(settings)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    collected = Collecting()
+    logging.getLogger().addHandler(collected)
+    try:
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://platform.test") as client:
+                answer = await client.get("/boom", headers={"X-Request-ID": "req-boom"})
+    finally:
+        logging.getLogger().removeHandler(collected)
+    assert answer.status_code == 500 and answer.json()["detail"][0]["type"] == "internal_error"
+    assert answer.headers["x-request-id"] == "req-boom" and answer.headers["x-content-type-options"] == "nosniff"
+    (logged,) = [event for event in collected.events if event["event"] == "api.unexpected_error"]
+    assert logged["request_id"] == "req-boom" and logged["exc_info"] is True  # the formatter renders its traceback
