@@ -183,9 +183,12 @@ async def redis_unavailable(request: Request, exc: RedisError) -> JSONResponse:
     )
 
 
+UNEXPECTED_ERROR = "internal error; see the API logs"
+
+
 async def unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("api.unexpected_error", path=request.url.path)
-    return error_response(500, "internal error; see the API logs", "internal_error")
+    return error_response(500, UNEXPECTED_ERROR, "internal_error")
 
 
 # The platform's own errors and their answers, in the one error shape; `unexpected` is the standalone app's.

@@ -21,11 +21,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from core import correlation
 from service.auth import Authorizer
 from service.body import BodyReader
+from service.errors import UNEXPECTED_ERROR, error_response
 from service.limits import RateLimiter
 from service.metrics import UNMATCHED_ROUTE, HttpMetrics
 from service.transport import Sent, TransportPolicy
 from settings import Settings
 
+log = structlog.get_logger("api")
 CLIENT_LEFT = 499  # the client went away before its body arrived: no answer was sent
 
 
@@ -57,10 +59,17 @@ class Guard:
         bound = structlog.contextvars.bind_contextvars(request_id=request_id)
         response = Sent()
         route = self.authorizer.route_of(scope)
+        sending = self.transport.sending_headers(send, request_id.encode(), response)
         try:
-            sending = self.transport.sending_headers(send, request_id.encode(), response)
             if not await self._guard(scope, receive, sending, route):
                 response.status = CLIENT_LEFT
+        except Exception:
+            if response.started:
+                raise
+            # Answered here, not by Starlette's outermost handler: the 500 gets the request's id and the
+            # security headers, and its log line the request's id.
+            log.exception("api.unexpected_error", path=scope["path"])
+            await error_response(500, UNEXPECTED_ERROR, "internal_error")(scope, receive, sending)
         finally:
             template = getattr(route, "path_format", None) or UNMATCHED_ROUTE
             self.metrics.observe(scope["method"], template, response.status, time.perf_counter() - started)

@@ -61,7 +61,7 @@ class TransportPolicy:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                response.status = message["status"]
+                response.status, response.started = message["status"], True
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
                 headers.extend(header for header in self.headers if header[0] not in present)
@@ -75,7 +75,8 @@ class TransportPolicy:
 class Sent:
     """What the guard learns of a response as it goes out."""
 
-    __slots__ = ("status",)
+    __slots__ = ("started", "status")
 
     def __init__(self) -> None:
         self.status = 500  # none started: the app failed before answering
+        self.started = False

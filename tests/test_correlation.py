@@ -18,8 +18,9 @@ from arq.jobs import deserialize_job_raw
 from asgi_lifespan import LifespanManager
 
 from core import codec, keys
+from service.app import create_app
 from settings import Settings
-from tests.conftest import build_worker
+from tests.conftest import TEST_JOB_MODULES, api_client, build_worker, make_settings
 from tests.support import embed_app
 from tests.support.processes import start_worker, stop_process
 from tests.support.waiting import wait_for
@@ -204,3 +205,52 @@ async def test_with_opentelemetry_the_job_span_is_a_child_of_the_request_span_an
     receipt = [event for event in collected.events if event.get("job_id") == "platform:order-9:receipt"]
     assert {event["event"] for event in receipt} >= {"job.started", "job.succeeded"}
     assert all(event["request_id"] == request_id for event in receipt), "the child carries the request's id"
+
+
+async def test_with_opentelemetry_a_failing_job_keeps_its_own_error_and_traceback(
+    redis_server: Any, redis: ArqRedis, spans: Any
+) -> None:
+    """The span records the failure without `str()` on the job's exception (a job's may fail it) and adds no
+    frames of its own to the job's traceback."""
+    settings = make_settings(redis_server.url, job_modules=[*TEST_JOB_MODULES, "tests.support.outcome_jobs"])
+    spans.clear()
+    async with api_client(settings) as client:
+        answer = await client.post(
+            "/v1/jobs", json={"function": "raise_base_exception", "kwargs": {"what": "str_raises"}}
+        )
+        job_id = answer.json()["job_id"]
+        worker = build_worker(settings, burst=True, poll_delay=0, max_burst_jobs=1)
+        try:
+            await worker.async_run()
+        finally:
+            await worker.close()
+        attempts = (await client.get(f"/v1/jobs/{job_id}")).json()["attempts"]
+    assert attempts[0]["error_type"] == "BadStr" and "opentelemetry" not in attempts[0]["traceback"]
+    (span,) = [span for span in spans.get_finished_spans() if span.name == "job raise_base_exception"]
+    assert span.status.status_code.name == "ERROR"
+    (event,) = span.events
+    assert event.attributes["exception.type"] == "BadStr" and "str()" in event.attributes["exception.message"]
+
+
+async def test_an_unexpected_error_is_a_500_with_the_request_id_in_its_header_and_log_line(
+    settings: Settings, redis: ArqRedis
+) -> None:
+    app = create_app(settings)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    collected = Collecting()
+    logging.getLogger().addHandler(collected)
+    try:
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://platform.test") as client:
+                answer = await client.get("/boom", headers={"X-Request-ID": "req-boom"})
+    finally:
+        logging.getLogger().removeHandler(collected)
+    assert answer.status_code == 500 and answer.json()["detail"][0]["type"] == "internal_error"
+    assert answer.headers["x-request-id"] == "req-boom" and answer.headers["x-content-type-options"] == "nosniff"
+    (logged,) = [event for event in collected.events if event["event"] == "api.unexpected_error"]
+    assert logged["request_id"] == "req-boom" and logged["exc_info"] is True  # the formatter renders its traceback
