@@ -53,7 +53,8 @@ async def wait_until_finished(
 
     Subscribed before the first read, so a terminal event written after that read cannot be missed. A terminal
     event (or a gap in what the hub can vouch for) triggers a read; a job that is not finished by then (an abort
-    that is still cancelling it) is waited for again."""
+    that is still cancelling it) is waited for again. At the deadline the job is read once more: a worker that
+    publishes no events (one built from arq's arguments alone, or raw arq) still ends the wait with its result."""
     async with hub.subscribe(job_id=job_id) as events:
         record = await record_or_404(pool, settings, job_id)
         loop = asyncio.get_running_loop()
@@ -66,6 +67,6 @@ async def wait_until_finished(
                         if isinstance(item, Gap) or item.event.terminal or events.overflowed:
                             break
             except TimeoutError:
-                return record
+                return await record_or_404(pool, settings, job_id)
             record = await record_or_404(pool, settings, job_id)
     return record

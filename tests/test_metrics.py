@@ -152,10 +152,6 @@ async def test_with_redis_down_the_http_families_still_answer_and_the_warning_na
     assert warnings and warnings[0]["request_id"] == "scrape-1", "the API's log lines carry the request's id"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the counting is done by the events branch's scripts (core/lua): remove this mark once it is merged",
-)
 async def test_end_to_end_a_job_run_by_a_worker_shows_in_metrics(
     client: httpx.AsyncClient, run_burst_worker: Callable[..., Awaitable[PlatformWorker]]
 ) -> None:
