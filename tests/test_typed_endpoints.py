@@ -27,7 +27,7 @@ GENERIC_OPERATION_IDS = {
     ("post", "/v1/jobs/batch"): "enqueue_batch",
     ("get", "/v1/jobs/{job_id}"): "get_job",
     ("get", "/v1/jobs/{job_id}/result"): "get_result",
-    ("delete", "/v1/jobs/{job_id}"): "abort_job",
+    ("post", "/v1/jobs/{job_id}/abort"): "abort_job",
     ("get", "/v1/functions"): "list_functions",
     ("get", "/v1/functions/{name}"): "get_function",
     ("get", "/v1/cron"): "list_cron",

@@ -171,8 +171,9 @@ async def get_result(
     return JobOutcome.of(record)
 
 
-@router.delete(
-    "/{job_id}",
+# An action, not a deletion: the aborted job stays readable (its status is the point), so not `DELETE`.
+@router.post(
+    "/{job_id}/abort",
     operation_id="abort_job",
     responses={
         **NOT_FOUND,

@@ -25,9 +25,11 @@ from core.enqueue import enqueue
 from core.exact_json import Unencodable
 from core.registry import JobSpec, Registry
 from service.deps import PoolDep, SettingsDep
-from service.errors import KwargsInvalid, PlatformRoute
+from service.auth import Scope, requires
+from service.errors import KwargsInvalid, PlatformRoute, problem
 from service.models import EnqueueRequest, JobAccepted, JobView
-from service.routes.jobs import _accepted, _wait_until_finished
+from service.routes.jobs import _accepted, _checked, _wait_until_finished
+from service.strict_json import InputRejected, parse_body
 from settings import Settings
 
 OPTIONS = ("job_id", "defer_by", "defer_until")
@@ -81,23 +83,29 @@ class TypedFunction:
         return cls(spec, body, options, tuple(spec.arguments.model_fields), view_model(spec))
 
 
-async def _enqueue(function: TypedFunction, raw: bytes, pool: ArqRedis, response: Response) -> JobAccepted:
+async def _enqueue(
+    function: TypedFunction, raw: bytes, pool: ArqRedis, settings: Settings, response: Response
+) -> JobAccepted:
+    """The same strict path as `POST /v1/jobs`: the body read exactly (no float for a 70-bit integer), the
+    options by the generic endpoint's own rules, the arguments held to the published schema and to the kwargs
+    limits (`check_kwargs`) before pydantic sees them, so what this accepts is what the document says."""
     spec = function.spec
     try:
-        body = function.body.model_validate_json(raw or b"{}")
-        given = {name: value for name in function.options if (value := getattr(body, name)) is not None}
-        # The generic endpoint's own rules for the options (reserved ids, one deferral, bounds).
-        options = EnqueueRequest(function=spec.name, **given) if given else None
+        body = parse_body(raw or b"{}", settings.max_kwargs_depth + 1)
+    except InputRejected as exc:
+        raise KwargsInvalid([problem(exc.loc, exc.msg, exc.type_)]) from None
+    if not isinstance(body, dict):
+        raise KwargsInvalid([problem(("body",), "must be a JSON object", "model_attributes_type")])
+    given = {name: body.pop(name) for name in function.options if name in body}
+    try:
+        # As given (a string, not yet a datetime): the generic endpoint's rules (reserved ids, one deferral).
+        options = EnqueueRequest(function=spec.name, **given)
     except ValidationError as exc:
         raise KwargsInvalid.of(exc, ("body",)) from None
+    _checked(spec, body, ("body",), settings)
     try:
         accepted = await enqueue(
-            pool,
-            spec,
-            {name: getattr(body, name) for name in function.arguments},
-            job_id=options.job_id if options else None,
-            defer_by=options.defer_by if options else None,
-            defer_until=options.defer_until if options else None,
+            pool, spec, body, job_id=options.job_id, defer_by=options.defer_by, defer_until=options.defer_until
         )
     except (ValidationError, Unencodable) as exc:
         raise KwargsInvalid.of(exc, ("body",)) from None
@@ -136,6 +144,7 @@ def _document(router: APIRouter, function: TypedFunction) -> None:
     """Add the function's two operations (`enqueue_<name>`, `get_<name>_job`) to the document."""
     spec, path, empty = function.spec, f"/{function.spec.name}/jobs", inspect.Parameter.empty
 
+    @requires(Scope.enqueue)  # what the dispatch route needs, published as such
     async def enqueue_typed(**kwargs: Any) -> JobAccepted:
         raise NotImplementedError  # never matched: see SchemaOnlyRoute
 
@@ -188,8 +197,11 @@ def routers(registry: Registry) -> tuple[APIRouter, APIRouter]:
     dispatch = APIRouter(prefix="/v1/functions", route_class=PlatformRoute, include_in_schema=False)
 
     @dispatch.post("/{name}/jobs", status_code=202)
-    async def enqueue_by_name(name: str, request: Request, pool: PoolDep, response: Response) -> JobAccepted:
-        return await _enqueue(find(name), await request.body(), pool, response)
+    @requires(Scope.enqueue)
+    async def enqueue_by_name(
+        name: str, request: Request, pool: PoolDep, settings: SettingsDep, response: Response
+    ) -> JobAccepted:
+        return await _enqueue(find(name), await request.body(), pool, settings, response)
 
     @dispatch.get("/{name}/jobs/{job_id}")
     async def get_by_name(name: str, job_id: str, pool: PoolDep, settings: SettingsDep, wait: WAIT = 0) -> Response:
