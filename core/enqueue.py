@@ -137,12 +137,21 @@ async def enqueue_many(
     pool: ArqRedis, requests: Sequence[JobRequest], *, queue_name: str | None = None
 ) -> list[Enqueued | DuplicateJob]:
     """Enqueue many jobs in one atomic call; validates all of them first and raises InvalidBatchItem naming
-    every bad one (an id given twice in the batch is one); an existing id is a DuplicateJob in its place."""
+    every bad one; an existing id is a DuplicateJob in its place, and so is an id given again in the batch
+    (the same id is the same job: the first one given is written)."""
     prepared = prepare_many(requests, pool.expires_extra_ms)
     if not prepared:
         return []
-    written = await _write(pool, queue_name or pool.default_queue_name, prepared)
-    return [item.accepted if ok else DuplicateJob(item.job_id) for item, ok in zip(prepared, written, strict=True)]
+    first: dict[str, _Prepared] = {}  # each id once: the first job given with it
+    for item in prepared:
+        first.setdefault(item.job_id, item)
+    written = dict(
+        zip(first, await _write(pool, queue_name or pool.default_queue_name, list(first.values())), strict=True)
+    )
+    return [
+        item.accepted if first[item.job_id] is item and written[item.job_id] else DuplicateJob(item.job_id)
+        for item in prepared
+    ]
 
 
 def prepare_many(requests: Sequence[JobRequest], expires_after_ms: int) -> list[_Prepared]:
@@ -150,20 +159,11 @@ def prepare_many(requests: Sequence[JobRequest], expires_after_ms: int) -> list[
     now = _now_ms_precision()
     prepared: list[_Prepared] = []
     errors: dict[int, ValidationError | Unencodable | ValueError] = {}
-    seen: dict[str, int] = {}
     for index, request in enumerate(requests):
         try:
-            item = _prepare(request, now, expires_after_ms)
+            prepared.append(_prepare(request, now, expires_after_ms))
         except (ValidationError, Unencodable) as exc:
             errors[index] = exc
-            continue
-        if request.job_id is not None and request.job_id in seen:
-            errors[index] = ValueError(
-                f"job_id {request.job_id!r} is given twice in the batch (job {seen[request.job_id]})"
-            )
-            continue
-        seen[item.job_id] = index
-        prepared.append(item)
     if errors:
         raise InvalidBatchItem(errors)
     return prepared

@@ -220,7 +220,7 @@ def cmd_follow(api: Api, out: Out, args: argparse.Namespace) -> int:
 
 
 def cmd_abort(api: Api, out: Out, args: argparse.Namespace) -> int:
-    view = api.call("DELETE", f"/v1/jobs/{args.job_id}")
+    view = api.call("POST", f"/v1/jobs/{args.job_id}/abort")
     out.show(view, lambda v: out.console.print(f"{v['job_id']}: {v['status']}", highlight=False))
     return Exit.OK
 

@@ -177,3 +177,14 @@ async def test_a_generated_client_has_a_typed_method_per_job(
         assert isinstance(view, models.SendWelcomeEmailJobView)
         assert isinstance(view.result, models.EmailSent)  # the result typed by the function's return annotation
         assert view.result.to == "ada@example.com"
+
+
+def test_typed_bodies_publish_the_codecs_bounds(document: dict[str, Any]) -> None:
+    """The body schema says what the enqueue accepts: integers within 64 bits, untyped values as JsonValue,
+    the e-mail domains the validator refuses; so a client (or a fuzzer) trusting it is never surprised."""
+    schemas = document["components"]["schemas"]
+    receipt = schemas["SendOrderReceiptRequest"]["properties"]
+    assert receipt["order_id"]["maximum"] == 2**64 - 1 and receipt["order_id"]["minimum"] == -(2**63)
+    assert "pattern" in receipt["email"]
+    assert schemas["EchoRequest"]["properties"]["value"]["$ref"] == "#/components/schemas/JsonValue"
+    assert schemas["SendOrderReceiptRequest"]["not"] == {"required": ["defer_by", "defer_until"]}
