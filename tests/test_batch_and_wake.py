@@ -8,7 +8,6 @@ import time
 import httpx
 from arq.connections import ArqRedis
 
-from core import keys
 from core.registry import Registry
 from settings import Settings
 from tests.conftest import build_worker
@@ -70,7 +69,7 @@ async def test_batch_giving_a_job_id_twice_queues_it_once_and_lists_the_repeat_a
     response = await client.post("/v1/jobs/batch", json={"jobs": jobs})
     assert response.status_code == 202, response.text
     assert response.json()["duplicates"] == ["twice"]
-    assert [job["job_id"] for job in response.json()["accepted"]][0] == "twice"
+    assert response.json()["accepted"][0]["job_id"] == "twice"
     assert len(response.json()["accepted"]) == 2
     assert await redis.zcard("arq:queue") == 2
     again = await client.post("/v1/jobs/batch", json={"jobs": [{**WELCOME, "job_id": "twice"}] * 2})

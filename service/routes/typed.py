@@ -19,13 +19,13 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ValidationError, create_model
 from pydantic.fields import FieldInfo
 from starlette.routing import Match
-from starlette.types import Scope
+from starlette.types import Scope as AsgiScope
 
 from core.enqueue import enqueue
 from core.exact_json import Unencodable
 from core.registry import JobSpec, Registry
-from service.deps import PoolDep, SettingsDep
 from service.auth import Scope, requires
+from service.deps import PoolDep, SettingsDep
 from service.errors import KwargsInvalid, PlatformRoute, problem
 from service.models import EnqueueRequest, JobAccepted, JobView
 from service.routes.jobs import _accepted, _checked, _wait_until_finished
@@ -127,7 +127,7 @@ class SchemaOnlyRoute(PlatformRoute):
     FastAPI tries routes one by one, at a cost per route, so two routes per function would slow every route
     after them; the two dispatch routes find the function by name instead, and these never match."""
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+    def matches(self, scope: AsgiScope) -> tuple[Match, Scope]:
         return Match.NONE, {}
 
 
