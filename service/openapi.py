@@ -114,7 +114,7 @@ def _links(schema: dict[str, Any], registry: Registry) -> None:
     stateful phase) follows the `job_id` of a 202 instead of guessing ids."""
     job_id = {"job_id": "$response.body#/job_id"}
     follow = {"operationId": "", "parameters": job_id}
-    enqueues = {"/v1/jobs": ("get_job", "get_result", "abort_job")}
+    enqueues: dict[str, tuple[str, ...]] = {"/v1/jobs": ("get_job", "get_result", "abort_job")}
     enqueues |= {TYPED_ENQUEUE.format(name=name): (f"get_{name}_job", "abort_job") for name in registry.jobs}
     for path, operation_ids in enqueues.items():
         accepted = schema["paths"].get(path, {}).get("post", {}).get("responses", {}).get("202")

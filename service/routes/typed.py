@@ -127,7 +127,7 @@ class SchemaOnlyRoute(PlatformRoute):
     FastAPI tries routes one by one, at a cost per route, so two routes per function would slow every route
     after them; the two dispatch routes find the function by name instead, and these never match."""
 
-    def matches(self, scope: AsgiScope) -> tuple[Match, Scope]:
+    def matches(self, scope: AsgiScope) -> tuple[Match, AsgiScope]:
         return Match.NONE, {}
 
 
