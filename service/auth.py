@@ -187,11 +187,13 @@ class Authorizer:
         self.routes = routes  # the app's routes, compiled on the first request (every route exists by then)
         self._table: RouteTable | None = None
 
-    async def refusal(self, scope: AsgiScope) -> Response | None:
-        """None to let the request through (its principal in `scope["state"]`), else the answer."""
-        if self._table is None:
-            self._table = RouteTable(self.routes())
-        route, _ = self._table.match(scope)
+    async def refusal(self, scope: AsgiScope, route: Any = None) -> Response | None:
+        """None to let the request through (its principal in `scope["state"]`), else the answer. `route`: the
+        route the request reached, when known (a platform route checking itself); else found in the table."""
+        if route is None:
+            if self._table is None:
+                self._table = RouteTable(self.routes())
+            route, _ = self._table.match(scope)
         needed = required_scope(route, scope.get("method", "GET"))
         if needed == PUBLIC:
             return None

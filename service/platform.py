@@ -25,6 +25,7 @@ from core.redis import log_redis_in_use, open_api_pool, redacted
 from core.registry import Registry, load_registry
 from service import docs
 from service.auth import AuthMode, auth_mode
+from service.guard import Guard
 from service.handle import InFlight
 from service.limits import WaitSlots
 from service.routes import cron, dead, functions, health, jobs, queues, typed, workers
@@ -43,6 +44,7 @@ class State(TypedDict):
     settings: Settings
     inflight: InFlight
     waits: WaitSlots
+    guard: Guard  # GUARD_STATE
 
 
 def log_auth_mode(settings: Settings) -> None:
@@ -75,6 +77,7 @@ class Platform:
         self.routers: tuple[APIRouter, ...] = (jobs.router, dispatch, dead.router, functions.router, cron.router,
                                                queues.router, workers.router, health.router, docs.router,
                                                document)  # fmt: skip
+        self.guard = Guard.for_routes(self.settings)  # its routes check themselves in any app (service/guard.py)
         self.router = APIRouter()
         for router in self.routers:
             self.router.include_router(router, generate_unique_id_function=operation_id)
@@ -104,6 +107,7 @@ class Platform:
                 "settings": settings,
                 "inflight": inflight,
                 "waits": WaitSlots(settings.max_waits_per_key),
+                "guard": self.guard,  # service.errors.GUARD_STATE: what PlatformRoute looks for
             }
         finally:
             if not await inflight.drain(SHUTDOWN_DRAIN_S):
