@@ -188,3 +188,15 @@ def test_typed_bodies_publish_the_codecs_bounds(document: dict[str, Any]) -> Non
     assert "pattern" in receipt["email"]
     assert schemas["EchoRequest"]["properties"]["value"]["$ref"] == "#/components/schemas/JsonValue"
     assert schemas["SendOrderReceiptRequest"]["not"] == {"required": ["defer_by", "defer_until"]}
+
+
+async def test_typed_read_is_the_generic_view_with_a_typed_result(
+    client: httpx.AsyncClient, run_burst_worker: RunWorker
+) -> None:
+    """Field names as published (an attempt's `try`, not the model's `try_`): found by fuzzing."""
+    await client.post("/v1/functions/fail_always/jobs", json={"message": "no", "job_id": "f-1"})
+    await run_burst_worker()
+    typed = (await client.get("/v1/functions/fail_always/jobs/f-1")).json()
+    generic = (await client.get("/v1/jobs/f-1")).json()
+    assert typed["attempts"][0]["try"] == 1
+    assert typed == generic

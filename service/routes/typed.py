@@ -117,8 +117,8 @@ async def _view(function: TypedFunction, job_id: str, pool: ArqRedis, settings: 
     record = await _wait_until_finished(pool, settings, job_id, min(wait, settings.result_wait_max_seconds))
     if record.function != function.spec.name:
         raise HTTPException(404, f"no job with id {job_id!r} of function {function.spec.name!r}")
-    view = function.view.model_validate(JobView.of(record).model_dump())
-    return Response(view.model_dump_json(), media_type="application/json")
+    view = function.view.model_validate(JobView.of(record).model_dump(by_alias=True))
+    return Response(view.model_dump_json(by_alias=True), media_type="application/json")
 
 
 class SchemaOnlyRoute(PlatformRoute):
