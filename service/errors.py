@@ -198,6 +198,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected)
 
 
+PARSED_BODY = "platform.parsed_body"  # service/body.py's: the body and its value, already read and parsed
 GUARD_STATE = "guard"  # the lifespan state's key for the platform's route-level guard (service/guard.py)
 
 
@@ -222,6 +223,9 @@ class PlatformRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
+            parsed = request.scope.get(PARSED_BODY)
+            if parsed is not None:  # read and strictly parsed by the guard: FastAPI takes it as read
+                request._body, request._json = parsed
             try:
                 return await handler(request)
             except ROUTE_ERROR_TYPES as exc:
