@@ -200,3 +200,15 @@ async def test_typed_read_is_the_generic_view_with_a_typed_result(
     generic = (await client.get("/v1/jobs/f-1")).json()
     assert typed["attempts"][0]["try"] == 1
     assert typed == generic
+
+
+def test_reserved_ids_are_refused_by_the_published_schema_too(document: dict[str, Any]) -> None:
+    """`platform:` ids are the platform's own (a 422): the document says so, for the generic and typed bodies."""
+    import jsonschema_rs
+
+    for name in ("EnqueueRequest_echo", "EchoRequest"):
+        schema = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+        body = {"function": "echo", "kwargs": {"value": 1}} if name.startswith("Enqueue") else {"value": 1}
+        validator = jsonschema_rs.validator_for(schema)
+        assert validator.is_valid({**body, "job_id": "mine:1"})
+        assert not validator.is_valid({**body, "job_id": "platform:cron:x:1"})
