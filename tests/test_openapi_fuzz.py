@@ -70,7 +70,7 @@ async def test_schemathesis_finds_nothing(redis_server, redis, tmp_path: Path) -
             "--no-color",
         ]
         run = await asyncio.to_thread(
-            subprocess.run, command, cwd=tmp_path, capture_output=True, text=True, timeout=240
+            subprocess.run, command, cwd=tmp_path, capture_output=True, text=True, errors="replace", timeout=240
         )
     finally:
         stop_process(api)
