@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from core.embedded_redis import free_port
 from tests.support.keys import ADMIN_KEY, api_keys_json
@@ -20,6 +21,7 @@ from tests.support.waiting import wait_for
 
 SEED = 1
 EXAMPLES_PER_OPERATION = 10
+SCHEMATHESIS_TIMEOUT_S = 240  # about 75 s on two idle cores; more when other suites share them
 FAILURE = re.compile(r"^_{3,} (?P<where>.+?) _{3,}$")
 CHECK = re.compile(r"^- (?P<code>ST\d+) ")
 
@@ -44,6 +46,7 @@ async def _status(url: str) -> int:
         return 0
 
 
+@pytest.mark.timeout(SCHEMATHESIS_TIMEOUT_S + 60)  # bounded: the run itself is cut at SCHEMATHESIS_TIMEOUT_S
 async def test_schemathesis_finds_nothing(redis_server, redis, tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -55,7 +58,8 @@ async def test_schemathesis_finds_nothing(redis_server, redis, tmp_path: Path) -
         stdout=(tmp_path / "api.log").open("ab"),
         stderr=subprocess.STDOUT,
     )
-    worker = start_worker(redis_server.url, tmp_path / "worker.log")
+    # The fuzzer enqueues long `sleep_for` jobs: a short grace keeps the worker's stop (and the test) short.
+    worker = start_worker(redis_server.url, tmp_path / "worker.log", SHUTDOWN_GRACE_SECONDS="1")
     try:
         await wait_for(lambda: _status(f"{base}/ready"), lambda status: status == 200, timeout=20)
         command = [
@@ -70,7 +74,13 @@ async def test_schemathesis_finds_nothing(redis_server, redis, tmp_path: Path) -
             "--no-color",
         ]
         run = await asyncio.to_thread(
-            subprocess.run, command, cwd=tmp_path, capture_output=True, text=True, errors="replace", timeout=240
+            subprocess.run,
+            command,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=SCHEMATHESIS_TIMEOUT_S,
         )
     finally:
         stop_process(api)
