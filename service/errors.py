@@ -200,6 +200,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 PARSED_BODY = "platform.parsed_body"  # service/body.py's: the body and its value, already read and parsed
 GUARD_STATE = "guard"  # the lifespan state's key for the platform's route-level guard (service/guard.py)
+GUARDED = "platform.guarded"  # set in an ASGI scope the guard middleware checked (service/guard.py)
 
 
 class PlatformRoute(APIRoute):
@@ -212,6 +213,9 @@ class PlatformRoute(APIRoute):
     reads the body before it solves dependencies). Without the platform's lifespan nothing is served."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get(GUARDED):  # the standalone app's middleware checked it already
+            await super().handle(scope, receive, send)
+            return
         guard = (scope.get("state") or {}).get(GUARD_STATE)
         if guard is None:
             msg = "the platform's lifespan is not running: FastAPI(lifespan=platform.lifespan())"

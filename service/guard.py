@@ -22,11 +22,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.auth import Authorizer
 from service.body import BodyReader
+from service.errors import GUARDED
 from service.limits import RateLimiter
 from service.transport import TransportPolicy
 from settings import Settings
-
-GUARDED = "platform.guarded"  # set in an ASGI scope the middleware checked
 
 
 async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:
