@@ -73,7 +73,9 @@ class JobRequest:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class Prepared:
+    """One job validated and encoded (`prepare_many`), ready to write (`write_many`)."""
+
     job_id: str
     payload: bytes
     score: int
@@ -87,7 +89,7 @@ def _now_ms_precision() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-def _prepare(request: JobRequest, now: datetime, expires_after_ms: int) -> _Prepared:
+def _prepare(request: JobRequest, now: datetime, expires_after_ms: int) -> Prepared:
     """Validate and encode one job (raises ValidationError, or Unencodable for a value JSON cannot carry)."""
     wire_kwargs = request.spec.json_kwargs(request.kwargs)
     job_id = request.job_id or uuid4().hex
@@ -99,10 +101,10 @@ def _prepare(request: JobRequest, now: datetime, expires_after_ms: int) -> _Prep
     score = int(scheduled_at.timestamp() * 1000)
     expires_ms = max(score - now_ms, 0) + expires_after_ms
     payload = wire.encode_job(request.spec.name, wire_kwargs, now_ms)
-    return _Prepared(job_id, payload, score, expires_ms, Enqueued(job_id, now, max(scheduled_at, now)))
+    return Prepared(job_id, payload, score, expires_ms, Enqueued(job_id, now, max(scheduled_at, now)))
 
 
-async def _write(pool: ArqRedis, queue_name: str, prepared: Sequence[_Prepared]) -> list[bool]:
+async def _write(pool: ArqRedis, queue_name: str, prepared: Sequence[Prepared]) -> list[bool]:
     """One script call for all of them: True written, False the id exists."""
     script_keys = [queue_name, keys.wake(queue_name)]
     args: list[Any] = [MAX_WAKE_TOKENS]
@@ -139,10 +141,17 @@ async def enqueue_many(
     """Enqueue many jobs in one atomic call; validates all of them first and raises InvalidBatchItem naming
     every bad one; an existing id is a DuplicateJob in its place, and so is an id given again in the batch
     (the same id is the same job: the first one given is written)."""
-    prepared = prepare_many(requests, pool.expires_extra_ms)
+    return await write_many(pool, prepare_many(requests, pool.expires_extra_ms), queue_name=queue_name)
+
+
+async def write_many(
+    pool: ArqRedis, prepared: Sequence[Prepared], *, queue_name: str | None = None
+) -> list[Enqueued | DuplicateJob]:
+    """Write jobs `prepare_many` validated and encoded, in one atomic call (what `enqueue_many` does after
+    preparing; a caller that prepared them earlier, to report errors at once, does not pay for it twice)."""
     if not prepared:
         return []
-    first: dict[str, _Prepared] = {}  # each id once: the first job given with it
+    first: dict[str, Prepared] = {}  # each id once: the first job given with it
     for item in prepared:
         first.setdefault(item.job_id, item)
     written = dict(
@@ -154,10 +163,10 @@ async def enqueue_many(
     ]
 
 
-def prepare_many(requests: Sequence[JobRequest], expires_after_ms: int) -> list[_Prepared]:
+def prepare_many(requests: Sequence[JobRequest], expires_after_ms: int) -> list[Prepared]:
     """Validate and encode a batch; raises InvalidBatchItem naming every bad item."""
     now = _now_ms_precision()
-    prepared: list[_Prepared] = []
+    prepared: list[Prepared] = []
     errors: dict[int, ValidationError | Unencodable | ValueError] = {}
     for index, request in enumerate(requests):
         try:
