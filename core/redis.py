@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 import structlog
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import AbstractConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -69,8 +69,9 @@ def check_redis_settings(settings: Settings) -> RedisSettings:
     redis_settings.conn_timeout = max(1, int(settings.redis_timeout_seconds))
     redis_settings.conn_retries = 0
     options = connection_options(settings)
-    redis_settings.username = redis_settings.username or options.get("username")
-    redis_settings.password = redis_settings.password or options.get("password")
+    in_url = parse_url(settings.redis_url)  # redis-py's reading, as the pools': arq's skips `?password=`
+    redis_settings.username = redis_settings.username or in_url.get("username") or options.get("username")
+    redis_settings.password = redis_settings.password or in_url.get("password") or options.get("password")
     if redis_settings.ssl:
         redis_settings.ssl_cert_reqs = "required"
         redis_settings.ssl_check_hostname = True

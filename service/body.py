@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope
 
 from service.dashboard.paths import FORM_PATHS
-from service.errors import error_response
+from service.errors import PARSED_BODY, error_response
 from service.strict_json import InputRejected, parse_body
 from settings import Settings
 
@@ -92,7 +92,7 @@ class BodyReader:
         if is_form:
             return None, _replay(body, receive)
         try:
-            parse_body(body, self.max_depth)
+            scope[PARSED_BODY] = (body, parse_body(body, self.max_depth))
         except InputRejected as exc:
             return error_response(422, exc.msg, exc.type_, exc.loc), None
         return None, _replay(body, receive)

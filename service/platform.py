@@ -27,6 +27,7 @@ from service import docs
 from service.auth import AuthMode, auth_mode
 from service.dashboard import routes as dashboard
 from service.event_hub import EventHub
+from service.guard import Guard
 from service.handle import InFlight
 from service.limits import WaitSlots
 from service.metrics import HttpMetrics
@@ -48,6 +49,7 @@ class State(TypedDict):
     waits: WaitSlots
     events: EventHub
     metrics: HttpMetrics
+    guard: Guard  # GUARD_STATE
 
 
 def log_auth_mode(settings: Settings) -> None:
@@ -74,13 +76,15 @@ class Platform:
     def __init__(self, settings: Settings | None = None, registry: Registry | None = None) -> None:
         self.settings = settings or load_settings()
         self.registry = registry or load_registry(self.settings)
-        self.http_metrics = HttpMetrics()  # filled by the guard (service/guard.py) where the app has one
+        self.http_metrics = HttpMetrics()  # filled by the guard (service/guard.py): the app's or the routes' own
         # FastAPI tries routes in order, each at a cost: the enqueue route first, the documentation-only
         # operations of the typed endpoints (never matched) last.
         dispatch, document = typed.routers(self.registry)
         self.routers: tuple[APIRouter, ...] = (jobs.router, dispatch, dead.router, functions.router, cron.router,
                                                queues.router, workers.router, events.router, health.router,
                                                metrics.router, docs.router, dashboard.router, document)  # fmt: skip
+        # Its routes check themselves in any app (service/guard.py), counted in the platform's HTTP metrics.
+        self.guard = Guard.for_routes(self.settings, self.http_metrics)
         self.router = APIRouter()
         for router in self.routers:
             self.router.include_router(router, generate_unique_id_function=operation_id)
@@ -114,6 +118,7 @@ class Platform:
                 "waits": WaitSlots(settings.max_waits_per_key),
                 "events": hub,
                 "metrics": self.http_metrics,
+                "guard": self.guard,  # service.errors.GUARD_STATE: what PlatformRoute looks for
             }
         finally:
             await hub.stop()

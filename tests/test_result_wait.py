@@ -123,7 +123,7 @@ async def test_a_wait_on_a_job_aborted_while_running_answers_once_it_stopped(set
 
         await wait_for(status, lambda s: s == "in_progress")
         wait = asyncio.create_task(client.get(f"/v1/jobs/{job_id}/result", params={"wait": 10}))
-        aborted = await client.delete(f"/v1/jobs/{job_id}")
+        aborted = await client.post(f"/v1/jobs/{job_id}/abort")
         assert aborted.status_code in (200, 202)
         answer = await wait
         assert answer.status_code == 200

@@ -90,7 +90,8 @@ async def enqueue_batch(
 ) -> BatchAccepted:
     """Queue up to 1,000 jobs in one atomic round trip: all of them, or (422, 503) none. All are validated
     first, and every invalid job is reported at once (each error located by its index); an existing `job_id` is
-    listed under `duplicates` and the rest are queued. A `job_id` given twice in one batch is invalid."""
+    listed under `duplicates` and the rest are queued; so is a `job_id` given again in the batch (the first one
+    given is queued)."""
     requests, invalid = [], []
     for index, item in enumerate(body.jobs):
         try:
@@ -198,8 +199,9 @@ async def get_result(
     return JobOutcome.of(record)
 
 
-@router.delete(
-    "/{job_id}",
+# An action, not a deletion: the aborted job stays readable (its status is the point), so not `DELETE`.
+@router.post(
+    "/{job_id}/abort",
     operation_id="abort_job",
     responses={
         **NOT_FOUND,
