@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -130,6 +131,12 @@ async def post_then_wait(http: Http) -> list[int]:
     return [status, done]
 
 
+def process_cpu_s(pid: int) -> float:
+    """User plus system CPU seconds the process has used (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def commands(redis: Redis) -> int:
     return int((await redis.info("stats"))["total_commands_processed"])
 
@@ -221,11 +228,12 @@ async def measure(args: argparse.Namespace, children: Children, redis_url: str) 
         await paced(port, args.post_rate, 2, post_job)  # warm-up
         result |= _latency("post_alone", *await paced(port, args.post_rate, args.seconds, post_job))
         async with idle_waiters(port, redis, args.waiters):
-            first = await commands(redis)
+            first, cpu = await commands(redis), process_cpu_s(api.pid)
             started = time.perf_counter()
             await asyncio.sleep(args.seconds)  # idle on purpose: what do waiters cost while nothing happens?
             elapsed = time.perf_counter() - started
             result["idle_commands_per_s"] = round((await commands(redis) - first - 1) / elapsed, 1)
+            result["idle_api_cpu_percent"] = round((process_cpu_s(api.pid) - cpu) / elapsed * 100, 1)
             result |= _latency("post_with_waiters", *await paced(port, args.post_rate, args.seconds, post_job))
         await redis.flushall()
         result |= await end_to_end(args, children, redis, env, port)
