@@ -28,9 +28,10 @@ UNSTORED_EVENTS_PX = 60_000
 
 class EventName(StrEnum):
     """What changed; `data` carries, per event:
-    queued / deferred: `scheduled_at` (ms); started: `try`; progress: `done`, `total`, `percent`, `message`;
-    retrying: `try`, `retry_at` (ms), `error` ({type, message, kind}); failed / dead: `try`, `error`;
-    complete: `try`; aborted, requeued: nothing required."""
+    queued / deferred: `scheduled_at` (ms), `enqueued_at` (ms); started: `try`;
+    progress: `done`, `total`, `percent`, `message`; retrying: `try`, `retry_at` (ms), `error` ({type, message,
+    kind}); failed / dead: `try`, `error`; complete: `try`; aborted: `try` when its worker ended it;
+    requeued: `scheduled_at` (ms) when known."""
 
     queued = "queued"
     deferred = "deferred"

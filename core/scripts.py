@@ -28,12 +28,11 @@ PRELUDE_CONSTANTS = {
     "JOB_STREAM_PREFIX": events.JOB_STREAM_PREFIX,
     "JOB_EVENTS_MAX": str(events.JOB_EVENTS_MAX),
     "INDEX_PREFIX": job_index.PREFIX,
+    "INDEX_BAND": str(job_index.BAND),
     "INDEX_FUNCTIONS": job_index.FUNCTIONS,
     "METRICS_COUNTS": job_metrics.COUNTS_KEY,
     "METRICS_HIST": job_metrics.HIST_KEY,
-    "METRICS_BUCKETS": "{" + ", ".join(repr(bound) for bound in job_metrics.BUCKETS) + "}",
     "THROUGHPUT_PREFIX": keys.THROUGHPUT_PREFIX,
-    "THROUGHPUT_BUCKET_MS": str(keys.THROUGHPUT_BUCKET_MS),
     "THROUGHPUT_TTL_S": str(keys.THROUGHPUT_TTL_S),
     "UNSTORED_EVENTS_PX": str(events.UNSTORED_EVENTS_PX),
 }
@@ -65,6 +64,8 @@ class Scripts:
     requeue_dead: AsyncScript
     release_lock: AsyncScript
     progress: AsyncScript
+    metrics: AsyncScript
+    trim_index: AsyncScript
 
 
 def scripts(pool: Redis) -> Scripts:

@@ -60,6 +60,7 @@ async def test_a_job_that_completes_publishes_queued_started_complete(
     assert all(e.job_id == job_id and e.function == "echo" for e in published)
     queued, started, complete = published
     assert before_ms <= queued.data["scheduled_at"] <= int(time.time() * 1000)
+    assert queued.data["enqueued_at"] == queued.data["scheduled_at"]
     assert started.data == {"try": 1} and complete.data == {"try": 1}
     # The platform-wide stream has the same entries under the same ids.
     assert [(e.id, e.event, e.data) for e in await global_events(redis, job_id)] == [
@@ -142,7 +143,7 @@ async def test_a_stale_finish_publishes_nothing(settings, redis: ArqRedis, regis
     (current,), _ = await claim(redis, QUEUE, "other", now_ms + 1, 10, 100, 10_000)
     assert await names(redis, job_id) == ["queued", "started", "started"]
 
-    ran = Ran("echo", 0.01)
+    ran = Ran("echo")
     error = JobError.of_kind(ErrorKind.exception, "x")
     for outcome in (Succeeded(b"{}"), Retrying(0, None, error), Requeued(), Failed(error, b"{}", None, None)):
         assert await write(redis, QUEUE, stale, outcome, KEEP, ran) is False

@@ -1,34 +1,23 @@
 -- Cluster-wide job metrics (core/job_metrics.py) and per-queue throughput (core/keys.py).
-local METRIC_BUCKETS = __METRICS_BUCKETS__
 
 local function count_metric(field, n)
   redis.call('HINCRBY', '__METRICS_COUNTS__', field, n)
 end
 
--- One observation of `name` (duration, queue_wait): its bucket index and seconds.
-local function observe_metric(name, fn, bucket, seconds)
-  redis.call('HINCRBY', '__METRICS_HIST__', name .. '|' .. fn .. '|' .. bucket, 1)
-  redis.call('HINCRBYFLOAT', '__METRICS_HIST__', name .. '|' .. fn .. '|sum', seconds)
-end
-
--- Many observations of `name`: counts per bucket index, and their sum in seconds.
-local function observe_metric_counts(name, fn, counts, seconds)
-  for bucket, n in pairs(counts) do
-    redis.call('HINCRBY', '__METRICS_HIST__', name .. '|' .. fn .. '|' .. bucket, n)
+-- Metrics a worker gathered (core/worker/metrics.py), handed over with one of its finish calls: lines of
+-- `<kind>\t<field>\t<n>`, kind C (a counter), H (a histogram bucket), F (a histogram sum), T (jobs ended in
+-- the throughput bucket `<queue>:<bucket number>`).
+local function apply_metric_deltas(text)
+  for kind, field, n in string.gmatch(text, '(%u)\t([^\t\n]+)\t([^\n]+)\n') do
+    if kind == 'C' then
+      redis.call('HINCRBY', '__METRICS_COUNTS__', field, n)
+    elseif kind == 'H' then
+      redis.call('HINCRBY', '__METRICS_HIST__', field, n)
+    elseif kind == 'F' then
+      redis.call('HINCRBYFLOAT', '__METRICS_HIST__', field, n)
+    elseif kind == 'T' then
+      local key = '__THROUGHPUT_PREFIX__' .. field
+      if redis.call('INCRBY', key, n) == tonumber(n) then redis.call('EXPIRE', key, __THROUGHPUT_TTL_S__) end
+    end
   end
-  redis.call('HINCRBYFLOAT', '__METRICS_HIST__', name .. '|' .. fn .. '|sum', seconds)
-end
-
--- The bucket index of an observation, as job_metrics.bucket_index (0-based; #METRIC_BUCKETS is +Inf).
-local function metric_bucket(seconds)
-  for i = 1, #METRIC_BUCKETS do
-    if seconds <= METRIC_BUCKETS[i] then return i - 1 end
-  end
-  return #METRIC_BUCKETS
-end
-
--- A job of `queue` finished at now_ms: counted in the queue's current throughput bucket.
-local function count_finished(queue, now_ms)
-  local key = '__THROUGHPUT_PREFIX__' .. queue .. ':' .. math.floor(now_ms / __THROUGHPUT_BUCKET_MS__)
-  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, __THROUGHPUT_TTL_S__) end
 end

@@ -19,7 +19,7 @@ local fn = ARGV[5]
 if fn and fn ~= '' then
   emit_event(ARGV[1], fn, 'aborted', '{}')
   expire_events(ARGV[1], events_px)
-  index_move(ARGV[1], fn, 'waiting', 'aborted', ARGV[3])
+  index_set(ARGV[1], fn, 'aborted', ARGV[3])
   count_metric('finished|' .. fn .. '|aborted', 1)
 end
 return 'aborted'

@@ -5,17 +5,17 @@
 -- tell whether anyone claimed the job since. Reads at most ARGV[3] due ids, ARGV[4] at a time: running jobs stay in
 -- the queue until they end, so the first due ids may all be taken. Returns the claims and the next due score.
 -- Each claimed job whose payload names its function (the JSON payloads the platform writes) is published
--- (started), moved to the in_progress index, and its wait since it came due is observed (queue_wait); the
--- index and metric writes are made once per function of the batch.
+-- (started) and moved to the in_progress index, one index write per function of the batch, when ARGV[14] is 1.
 -- ARGV: now_ms, want, read_limit, page, lease_ms, lease_prefix, job_prefix, try_prefix, try_ttl_s, token_prefix,
---       result_prefix, holder_prefix, claim call number
+--       result_prefix, holder_prefix, claim call number, publish (1 or 0)
 local claimed = {}
 -- An abort is rare: look for one per job only when the abort set exists at all.
 local aborts = redis.call('EXISTS', KEYS[2]) == 1
 local want, limit, page = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local offset = 0
 local now = tonumber(ARGV[1])
-local started, names, waits, wait_sums = {}, {}, {}, {}
+local started, names = {}, {}
+local publish = ARGV[14] == '1'
 while offset < limit and #claimed < want do
   local count = math.min(page, limit - offset)
   local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', offset, count)
@@ -35,18 +35,14 @@ while offset < limit and #claimed < want do
         redis.call('SET', ARGV[12] .. id, token, 'EX', ARGV[9])
         local aborted = aborts and redis.call('ZREM', KEYS[2], id) or 0
         claimed[#claimed + 1] = {id, due[i + 1], payload or false, try, aborted, token}
-        local fn = payload and string.match(payload, '^{"t":[^,]*,"f":"([^"\\]+)"')
+        local fn = publish and payload and string.match(payload, '^{"t":[^,]*,"f":"([^"\\]+)"')
         if fn then
           if aborted == 0 then emit_event(id, fn, 'started', '{"try":' .. try .. '}') end
           if not started[fn] then
-            started[fn], waits[fn], wait_sums[fn] = {}, {}, 0
+            started[fn] = {}
             names[#names + 1] = fn
           end
           started[fn][#started[fn] + 1] = id
-          local wait_s = math.max(0, now - tonumber(due[i + 1])) / 1000
-          local bucket = metric_bucket(wait_s)
-          waits[fn][bucket] = (waits[fn][bucket] or 0) + 1
-          wait_sums[fn] = wait_sums[fn] + wait_s
         end
       end
     end
@@ -55,8 +51,7 @@ while offset < limit and #claimed < want do
   offset = offset + count
 end
 for _, fn in ipairs(names) do
-  index_move_many(started[fn], fn, 'waiting', 'in_progress', now)
-  observe_metric_counts('queue_wait', fn, waits[fn], wait_sums[fn])
+  index_set_many(started[fn], fn, 'in_progress', now)
 end
 local nxt = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 return {claimed, nxt[2] or ''}

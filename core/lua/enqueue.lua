@@ -17,9 +17,10 @@ for i = 1, (#ARGV - 2) / 5 do
     redis.call('ZADD', KEYS[1], score, id)
     written[i] = 1
     added = added + 1
-    emit_event(id, fn, tonumber(score) > now and 'deferred' or 'queued', '{"scheduled_at":' .. score .. '}')
+    emit_event(id, fn, tonumber(score) > now and 'deferred' or 'queued',
+      '{"scheduled_at":' .. score .. ',"enqueued_at":' .. ARGV[2] .. '}')
     expire_events(id, ARGV[base + 3])
-    index_move(id, fn, nil, 'waiting', score)
+    index_set(id, fn, 'waiting', score)
     if not enqueued[fn] then
       enqueued[fn] = 0
       names[#names + 1] = fn

@@ -1,12 +1,12 @@
 -- Write the end of one try, once, by whoever still holds the job: the only script that ends, retries or
 -- requeues a claimed job. Returns 1 when written, 0 when this claim no longer holds the job (nothing changes,
--- nothing is published). A written end is published (its event), moves the job in the index, and is counted in
--- the job metrics (and, when it ends the job, in its queue's throughput).
+-- nothing is published). A written end is published (its event) and moves the job in the index; the job metrics
+-- the worker gathered (core/worker/metrics.py) ride along and are applied only when the end is written.
 -- KEYS: lease, try counter, job, result, queue, abort set, holder, then as the mode needs: attempts, wake list,
 --       dead letter, dead letters.
 -- ARGV: job_id, token, try, "<mode> <result px|-> <keep lease px|-> <retry score> <now ms> <attempts ttl s>
---       <dead letter px|-> <max wake tokens> <event> <duration bucket|-> <duration s|->", function ('' unknown),
---       result (or ''), attempt (or ''), dead letter (or ''), error JSON (or '').
+--       <dead letter px|-> <max wake tokens> <event>", function ('' unknown), result (or ''), attempt (or ''),
+--       dead letter (or ''), error JSON (or ''), metrics (or '').
 -- mode: finish | retry | requeue; event: complete | failed | dead | aborted (finish), retrying, requeued.
 -- The options travel as one string: every argument costs the client work.
 local current = redis.call('GET', KEYS[1])
@@ -17,15 +17,15 @@ if current ~= ARGV[2] then
     return 0
   end
 end
-local mode, result_px, keep_lease_px, retry_score, now, attempts_ttl, dead_px, max_wake, event, bucket, seconds =
-  string.match(ARGV[4], '(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)')
+local mode, result_px, keep_lease_px, retry_score, now, attempts_ttl, dead_px, max_wake, event =
+  string.match(ARGV[4], '(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)')
 local job_id, fn = ARGV[1], ARGV[5]
 local error_json = (ARGV[9] and ARGV[9] ~= '') and ARGV[9] or 'null'
 if ARGV[7] and ARGV[7] ~= '' then
   redis.call('RPUSH', KEYS[8], ARGV[7])
   redis.call('EXPIRE', KEYS[8], attempts_ttl)
 end
-if fn ~= '' and bucket ~= '-' then observe_metric('duration', fn, bucket, seconds) end
+if ARGV[10] and ARGV[10] ~= '' then apply_metric_deltas(ARGV[10]) end
 if mode == 'finish' then
   if keep_lease_px == '-' then
     redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[7])
@@ -61,10 +61,8 @@ if mode == 'finish' then
     if event == 'failed' or event == 'dead' then data = '{"try":' .. ARGV[3] .. ',"error":' .. error_json .. '}' end
     emit_event(job_id, fn, event, data)
     expire_events(job_id, events_px)
-    index_move(job_id, fn, 'in_progress', event, now)
-    count_metric('finished|' .. fn .. '|' .. event, 1)
+    index_set(job_id, fn, event, now)
   end
-  count_finished(KEYS[5], tonumber(now))
   return 1
 end
 redis.call('DEL', KEYS[1], KEYS[7])
@@ -74,15 +72,14 @@ if mode == 'retry' then
   if fn ~= '' then
     emit_event(job_id, fn, 'retrying',
       '{"try":' .. ARGV[3] .. ',"retry_at":' .. retry_score .. ',"error":' .. error_json .. '}')
-    index_move(job_id, fn, 'in_progress', 'waiting', retry_score)
-    count_metric('retried|' .. fn, 1)
+    index_set(job_id, fn, 'waiting', retry_score)
   end
 else -- requeue: the worker is stopping; the try it took is given back
   redis.call('DECR', KEYS[2])
   if fn ~= '' then
     local due = redis.call('ZSCORE', KEYS[5], job_id) or now
     emit_event(job_id, fn, 'requeued', '{"scheduled_at":' .. due .. '}')
-    index_move(job_id, fn, 'in_progress', 'waiting', due)
+    index_set(job_id, fn, 'waiting', due)
   end
 end
 if tonumber(retry_score) <= tonumber(now) and redis.call('LPUSH', KEYS[9], '1') > tonumber(max_wake) then

@@ -47,12 +47,16 @@ async def claim(
     read_limit: int,
     lease_ms: int,
     call_number: int = 0,
+    *,
+    publish: bool = True,
 ) -> tuple[list[Claim], int | None]:
     """Claim up to `want` due jobs, reading at most `read_limit` due ids; also the score of the next
-    deferred job (so the worker knows how long it may sleep)."""
+    deferred job (so the worker knows how long it may sleep). `publish`: publish and index each start (a worker
+    built from arq's arguments alone writes arq's keys only)."""
     args: list[str | int] = [
         now_ms, want, read_limit, min(PAGE, read_limit), lease_ms, keys.LEASE_PREFIX, keys.JOB_PREFIX,
         keys.TRY_PREFIX, TRY_COUNTER_TTL_S, worker_id, keys.RESULT_PREFIX, keys.HOLDER_PREFIX, call_number,
+        int(publish),
     ]  # fmt: skip
     rows, next_due = await scripts(pool).claim(keys=[queue_name, keys.ABORT_SET], args=args)
     claims = [

@@ -17,7 +17,7 @@ import structlog
 from arq.connections import ArqRedis
 from redis.exceptions import NoScriptError, RedisError
 
-from core import attempts, codec, dead_letters, job_metrics, keys
+from core import attempts, codec, dead_letters, keys
 from core.codec import JobError
 from core.scripts import MAX_WAKE_TOKENS, scripts
 from core.worker.claim import Claim
@@ -47,15 +47,30 @@ def _error_json(error: JobError | None) -> bytes:
 
 @dataclass(frozen=True)
 class Ran:
-    """What the finish script publishes and counts besides the outcome: the function ('' when the payload did
-    not name one) and how long the try ran (None: it did not run)."""
+    """What the finish call carries besides the outcome: the function it publishes the event under ('' when the
+    payload did not name one), and the job metrics the worker hands over with it (core/worker/metrics.py)."""
 
     function: str
-    duration_s: float | None
+    metrics: str = ""
+
+
+def event_of(outcome: Outcome) -> str:
+    """The event the finish script publishes for an outcome."""
+    match outcome:
+        case Succeeded():
+            return "complete"
+        case Aborted():
+            return "aborted"
+        case Failed(dead_letter=dead):
+            return "failed" if dead is None else "dead"
+        case Retrying():
+            return "retrying"
+        case _:
+            return "requeued"
 
 
 async def write(
-    pool: ArqRedis, queue_name: str, claim: Claim, outcome: Outcome, storage: Storage, ran: Ran = Ran("", None)
+    pool: ArqRedis, queue_name: str, claim: Claim, outcome: Outcome, storage: Storage, ran: Ran = Ran("")
 ) -> bool:
     """One attempt at writing; True when written, False when the claim no longer holds the job. Only the keys
     and arguments the outcome needs are sent: each one costs the client encoding work on the hot path."""
@@ -67,34 +82,31 @@ async def write(
     ]  # fmt: skip
     mode, retry_score = "finish", now_ms
     args: list[str | int | bytes] = [job_id, claim.token, claim.job_try]
+    extra: list[str | int | bytes]
     match outcome:
-        case Succeeded(result=payload):
-            event, extra = "complete", [payload or b""]
-        case Aborted(result=payload):
-            event, extra = "aborted", [payload or b""]
+        case Succeeded(result=payload) | Aborted(result=payload):
+            extra = [payload or b""]
         case Failed(result=payload, attempt=entry, dead_letter=dead, error=error):
             script_keys += [keys.attempts(job_id), keys.wake(queue_name)]
-            event = "failed" if dead is None else "dead"
             extra = [payload or b"", codec.dumps(entry) if entry else b""]
             if dead is not None:
                 script_keys += [keys.dead_letter(job_id), keys.DEAD_LETTERS]
             extra += [dead_letters.encode(dead) if dead else b"", _error_json(error)]
         case Retrying(delay_s=delay_s, attempt=entry, error=error):
-            mode, event, retry_score = "retry", "retrying", now_ms + int(delay_s * 1000)
+            mode, retry_score = "retry", now_ms + int(delay_s * 1000)
             script_keys += [keys.attempts(job_id), keys.wake(queue_name)]
             extra = [b"", codec.dumps(entry) if entry else b"", b"", _error_json(error)]
         case Requeued():
-            mode, event = "requeue", "requeued"
+            mode = "requeue"
             script_keys += [keys.attempts(job_id), keys.wake(queue_name)]
             extra = []
         case Lost():
             raise ValueError("a lost claim has nothing to write")
-    observed = "- -"
-    if ran.duration_s is not None and mode != "requeue":
-        observed = f"{job_metrics.bucket_index(ran.duration_s)} {ran.duration_s:.6f}"
+    if ran.metrics:  # rare under load (once a second): only then are the empty arguments before it sent
+        extra = [*extra, *[b""] * (4 - len(extra)), ran.metrics]
     options = (
         f"{mode} {_dash(storage.result_px)} {_dash(storage.keep_lease_px)} {retry_score} {now_ms} "
-        f"{attempts.ATTEMPTS_TTL_S} {_dash(storage.dead_letter_px)} {MAX_WAKE_TOKENS} {event} {observed}"
+        f"{attempts.ATTEMPTS_TTL_S} {_dash(storage.dead_letter_px)} {MAX_WAKE_TOKENS} {event_of(outcome)}"
     )
     return bool(await scripts(pool).finish(keys=script_keys, args=[*args, options, ran.function, *extra]))
 
@@ -106,7 +118,7 @@ async def record(
     outcome: Outcome,
     storage: Storage,
     give_up: Callable[[], bool],
-    ran: Ran = Ran("", None),
+    ran: Ran = Ran(""),
 ) -> bool | None:
     """Write the outcome, riding out Redis outages: True written, False stale, None given up (`give_up()`)."""
     backoff_s = 0.05

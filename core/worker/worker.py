@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+from collections.abc import Coroutine
 from contextlib import suppress
 from datetime import datetime, timedelta
 from signal import Signals
@@ -34,8 +35,9 @@ from core.registry import CRON_ATTRIBUTE
 from core.worker import heartbeat, leases
 from core.worker.claim import Claim, claim
 from core.worker.functions import Runnable, resolve
+from core.worker.metrics import MetricsBuffer, flush_metrics
 from core.worker.outcome import Aborted, Failed, Lost, Requeued, Retrying, Succeeded
-from core.worker.record import Ran, Storage, record
+from core.worker.record import Ran, Storage, event_of, record
 from core.worker.run import UNKNOWN_FUNCTION, Try, run_try
 from settings import Settings, load_settings
 
@@ -84,6 +86,7 @@ class PlatformWorker(Worker):
         self._last_abort_check = 0.0
         self._last_renewal = time.monotonic()
         self._storages: dict[str, Storage] = {}
+        self.metrics = MetricsBuffer(self.queue_name)
         self._claim_calls = 0
         self._claiming = False  # a claim is on its way: stopping waits for its answer, so no claim is orphaned
         self._cancel_after_claim = False
@@ -199,6 +202,7 @@ class PlatformWorker(Worker):
                     self.queue_read_limit,
                     self.lease_ms,
                     self._claim_calls,
+                    publish=self.announces,
                 )
                 for held in claimed:
                     self._start(held)  # when stopping, each run gives its job straight back
@@ -267,9 +271,7 @@ class PlatformWorker(Worker):
                 self.ending.add(held.token)
                 if tried.ctx is not None and self.on_job_end:
                     await self.on_job_end(tried.ctx)
-                ran = Ran("" if tried.function == UNKNOWN_FUNCTION else tried.function, tried.duration_s)
-                storage = self._storage(tried.runnable)
-                written = await record(self.pool, self.queue_name, held, tried.outcome, storage, self._give_up, ran)
+                written = await self._record(held, tried)
             self._count_and_log(tried, written)
             if written and tried.runnable is not None and tried.runnable.platform_cron:
                 await self._record_cron_end(tried)
@@ -284,6 +286,27 @@ class PlatformWorker(Worker):
                 del self.claims[held.job_id]
             if self.lost_claims.get(held.job_id) == held.token:
                 del self.lost_claims[held.job_id]
+
+    async def _record(self, held: Claim, tried: Try) -> bool | None:
+        """Write the try's outcome; the job metrics gathered so far ride along when due, and what a write that
+        did not happen carried is kept (its own try's share taken back)."""
+        if not self.announces:  # built from arq's arguments alone: arq's keys and no others
+            storage = self._storage(tried.runnable)
+            return await record(self.pool, self.queue_name, held, tried.outcome, storage, self._give_up)
+        function = "" if tried.function == UNKNOWN_FUNCTION else tried.function
+        queue_wait_s = (held.started_ms - held.score) / 1000
+        seen = self.metrics.observe(function, event_of(tried.outcome), tried.duration_s, queue_wait_s, timestamp_ms())
+        flushing = self.metrics.due(alone=len(self.tasks) <= 1)
+        text, taken = self.metrics.take() if flushing else ("", None)
+        storage = self._storage(tried.runnable)
+        written = await record(
+            self.pool, self.queue_name, held, tried.outcome, storage, self._give_up, Ran(function, text)
+        )
+        if not written:
+            if taken is not None:
+                self.metrics.give_back(taken)
+            self.metrics.forget(seen)
+        return written
 
     async def _record_cron_end(self, tried: Try) -> None:
         """The end of a cron tick's run, for `GET /v1/cron`: only an outcome that ends the tick (a tick given
@@ -428,7 +451,7 @@ class PlatformWorker(Worker):
         """arq's scheduler, with the platform's cron ticks enqueued under ids in the platform's namespace
         (clients cannot take one first). Each tick is one job id, so it runs once across all workers."""
         cutoff = n + timedelta(seconds=delay * num_windows)
-        enqueues = []
+        enqueues: list[Coroutine[Any, Any, object]] = []
         for cron_job in self.cron_jobs:
             if cron_job.next_run is None:
                 if not cron_job.run_at_startup:
@@ -438,7 +461,14 @@ class PlatformWorker(Worker):
             if cron_job.next_run < cutoff:
                 defer_until = cron_job.next_run if cron_job.next_run > datetime.now(tz=self.timezone) else None
                 job_id = self._cron_job_id(cron_job)
-                enqueues.append(enqueue_tick(self.pool, self.queue_name, cron_job.name, job_id, defer_until))
+                if self.announces:  # published and indexed like any job; arq's own way for an arq-built worker
+                    enqueues.append(enqueue_tick(self.pool, self.queue_name, cron_job.name, job_id, defer_until))
+                else:
+                    enqueues.append(
+                        self.pool.enqueue_job(
+                            cron_job.name, _job_id=job_id, _queue_name=self.queue_name, _defer_until=defer_until
+                        )
+                    )
                 cron_job.calculate_next(cron_job.next_run)
         if enqueues:
             await asyncio.gather(*enqueues)
@@ -507,6 +537,7 @@ class PlatformWorker(Worker):
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         with suppress(RedisError, OSError):
             await self.pool.delete(self.health_check_key)
+            await flush_metrics(self.pool, self.metrics)
         if self.announces:
             await heartbeat.forget(self.pool, self.info)
         if self.on_shutdown:

@@ -42,6 +42,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No job with 
 ABORT_WAIT_S = 2.0
 CLIENT_LEFT = 499  # nginx's "client closed request", for the access log
 MAX_PAGE = 200
+CURSOR_PATTERN = r"^[0-9]{1,15}:.+$"
 
 
 def _accepted(function: str, enqueued: Enqueued) -> JobAccepted:
@@ -132,7 +133,10 @@ async def search_jobs(
     status: Annotated[SearchStatus | None, Query(description="Only jobs with this status.")] = None,
     function: Annotated[str | None, Query(max_length=200, description="Only jobs of this function.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Jobs per page.")] = 50,
-    cursor: Annotated[str | None, Query(max_length=600, description="`next_cursor` of the previous page.")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=600, pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page."),
+    ] = None,
 ) -> JobPage:
     """Jobs newest first (by their latest change; a deferred job by when it is due), with counts per status and
     per function. Kept by the platform's own bounded indexes: ended jobs stay listed while their records do."""
