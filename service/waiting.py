@@ -1,5 +1,6 @@
 """Waiting for a job to finish without polling: subscribe to its events on the process's hub, read the job once,
-then sleep until its terminal event arrives and read it once more. A wait costs two reads, however long."""
+then sleep until its terminal event arrives and read it once more. A wait costs two reads, however long. (A job
+run by a worker that publishes no events is noticed by the hub's sweep, one command a second per process.)"""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ async def wait_until_finished(
     Subscribed before the first read, so a terminal event written after that read cannot be missed. A terminal
     event (or a gap in what the hub can vouch for) triggers a read; a job that is not finished by then (an abort
     that is still cancelling it) is waited for again."""
-    async with hub.subscribe(job_id=job_id) as events:
+    async with hub.subscribe(job_id=job_id, wants_result=True) as events:
         record = await record_or_404(pool, settings, job_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
