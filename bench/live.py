@@ -4,7 +4,8 @@
    second while they wait (INFO stats `total_commands_processed` over 10 s; target < 100), and `POST /v1/jobs`
    p50/p99 at 50 requests/s with and without them (target: p99 no worse than 2x; no 503).
 2. End to end with a worker: `POST /v1/jobs` then `GET /v1/jobs/{id}/result?wait=10` at 100 jobs/s
-   (targets p50 <= 2 ms, p99 <= 6 ms).
+   (targets p50 <= 2 ms, p99 <= 6 ms), with the part the wait took and how long after the job's end its
+   answer arrived.
 
 `python -m bench.live [--waiters 2000] [--seconds 10]` prints one JSON line; logs under bench/out/logs/live-*.
 """
@@ -14,12 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +124,29 @@ async def post_job(http: Http) -> list[int]:
     return [status]
 
 
+WAIT_PARTS: list[float] = []  # of each end-to-end call, the part the result wait took
+AFTER_END: list[float] = []  # from the job's end (its `finished_at`, ms) to its answer's arrival
+
+
 async def post_then_wait(http: Http) -> list[int]:
     status, body = await http.call("POST", "/v1/jobs", NOOP)
     if status != 202:
         return [status]
     job_id = json.loads(body)["job_id"]
-    done, _ = await http.call("GET", f"/v1/jobs/{job_id}/result?wait=10")
+    started = time.perf_counter()
+    done, answer = await http.call("GET", f"/v1/jobs/{job_id}/result?wait=10")
+    arrived = time.time()
+    WAIT_PARTS.append(time.perf_counter() - started)
+    finished_at = json.loads(answer).get("finished_at")
+    if finished_at:
+        AFTER_END.append(arrived - datetime.fromisoformat(finished_at).timestamp())
     return [status, done]
+
+
+def process_cpu_s(pid: int) -> float:
+    """User plus system CPU seconds the process has used (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def commands(redis: Redis) -> int:
@@ -221,11 +240,12 @@ async def measure(args: argparse.Namespace, children: Children, redis_url: str) 
         await paced(port, args.post_rate, 2, post_job)  # warm-up
         result |= _latency("post_alone", *await paced(port, args.post_rate, args.seconds, post_job))
         async with idle_waiters(port, redis, args.waiters):
-            first = await commands(redis)
+            first, cpu = await commands(redis), process_cpu_s(api.pid)
             started = time.perf_counter()
             await asyncio.sleep(args.seconds)  # idle on purpose: what do waiters cost while nothing happens?
             elapsed = time.perf_counter() - started
             result["idle_commands_per_s"] = round((await commands(redis) - first - 1) / elapsed, 1)
+            result["idle_api_cpu_percent"] = round((process_cpu_s(api.pid) - cpu) / elapsed * 100, 1)
             result |= _latency("post_with_waiters", *await paced(port, args.post_rate, args.seconds, post_job))
         await redis.flushall()
         result |= await end_to_end(args, children, redis, env, port)
@@ -246,7 +266,15 @@ async def end_to_end(
 
     await _until(worker_ready, START_DEADLINE_S, "the worker start")
     await paced(port, args.e2e_rate, 2, post_then_wait)  # warm-up
-    return _latency("e2e", *await paced(port, args.e2e_rate, args.seconds, post_then_wait))
+    WAIT_PARTS.clear()
+    AFTER_END.clear()
+    measured = _latency("e2e", *await paced(port, args.e2e_rate, args.seconds, post_then_wait))
+    measured["e2e_wait_part_p50_ms"] = round(percentile(WAIT_PARTS, 0.50) * 1000, 2)
+    measured["e2e_wait_part_p99_ms"] = round(percentile(WAIT_PARTS, 0.99) * 1000, 2)
+    # finished_at has millisecond resolution: these two are good to about 1 ms.
+    measured["e2e_answer_after_end_p50_ms"] = round(percentile(AFTER_END, 0.50) * 1000, 2)
+    measured["e2e_answer_after_end_p99_ms"] = round(percentile(AFTER_END, 0.99) * 1000, 2)
+    return measured
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from core import events
+from core import events, keys
 from core.events import Event
 from core.redis import KEEPALIVE_PROBES, connection_options
 from settings import Settings
@@ -30,6 +30,7 @@ BLOCK_MS = 5_000  # one empty XREAD every 5 s while nothing happens
 READ_COUNT = 500
 BACKOFF_START_S, BACKOFF_MAX_S = 0.05, 2.0
 STOP_WAIT_S = 0.5
+SWEEP_S = 1.0  # how often the results of long waits are checked for (see `_sweep`)
 SUBSCRIBER_BUFFER = 10_000  # events a slow subscriber may fall behind before it is cut off
 
 
@@ -47,6 +48,8 @@ class Subscription:
 
     job_id: str | None = None
     function: str | None = None
+    wants_result: bool = False  # a result wait: told (by a Gap) when its job's result appears without an event
+    since: float = field(default_factory=lambda: asyncio.get_running_loop().time())
     queue: asyncio.Queue[Event | Gap] = field(default_factory=lambda: asyncio.Queue(SUBSCRIBER_BUFFER))
     overflowed: bool = False
 
@@ -69,7 +72,8 @@ def entry_key(entry_id: str) -> tuple[int, int]:
 class EventHub:
     """Follows `platform:events` from when it starts; `subscribe` costs no Redis command."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, pool: Redis) -> None:
+        self._pool = pool  # the request pool, for the sweep's one command a second
         self._redis: Redis = Redis.from_url(
             settings.redis_url,
             max_connections=1,
@@ -85,6 +89,7 @@ class EventHub:
         self._everything: set[Subscription] = set()
         self._cursor: str | None = None  # the last entry id seen; None until first connected
         self._task: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._stopping = False
         self.connected = asyncio.Event()  # set once connected, cleared when a read fails
         self.failures = 0  # failed attempts to reach Redis, ever
@@ -103,9 +108,14 @@ class EventHub:
         with suppress(RedisError, OSError):
             self._cursor = await self._stream_end()
         self._task = asyncio.create_task(self._follow(), name="event-hub")
+        self._sweeper = asyncio.create_task(self._sweep(), name="event-hub-sweep")
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._sweeper
         if self._task is not None:
             self._task.cancel()
             # After a reconnect, redis-py on Python 3.11 can lose the cancel of a blocking read (its read timeout
@@ -118,9 +128,11 @@ class EventHub:
         await self._redis.aclose()
 
     @asynccontextmanager
-    async def subscribe(self, *, job_id: str | None = None, function: str | None = None) -> AsyncIterator[Subscription]:
+    async def subscribe(
+        self, *, job_id: str | None = None, function: str | None = None, wants_result: bool = False
+    ) -> AsyncIterator[Subscription]:
         """Events of one job, of one function, or (neither given) all of them, until the block exits."""
-        subscription = Subscription(job_id, function)
+        subscription = Subscription(job_id, function, wants_result and job_id is not None)
         if job_id is not None:
             group = self._by_job.setdefault(job_id, set())
         elif function is not None:
@@ -172,6 +184,38 @@ class EventHub:
                     event = events.parse(entry_id, fields)
                     if event is not None:
                         self._publish(event)
+
+    async def _sweep(self) -> None:
+        """A worker built from arq's arguments alone (not `worker.WorkerSettings`) publishes no events: once a
+        second, one `EXISTS` over the result keys of every job waited for longer than that tells whether any of
+        them ended unannounced (almost never: a job that publishes its end is no longer waited for), and only
+        then are they looked at one by one and their waiters woken."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            now = loop.time()
+            waited = [
+                job_id
+                for job_id, group in self._by_job.items()
+                if any(s.wants_result and now - s.since >= SWEEP_S for s in group)
+            ]
+            if not waited:
+                continue
+            names = [keys.result(job_id) for job_id in waited]
+            try:
+                if not await self._pool.exists(*names):
+                    continue
+                async with self._pool.pipeline(transaction=False) as pipe:
+                    for name in names:
+                        pipe.exists(name)
+                    found = await pipe.execute()
+            except (RedisError, OSError):
+                continue  # Redis is away: the waits find out by themselves
+            for job_id, ended in zip(waited, found, strict=True):
+                if ended:
+                    for subscription in [*self._by_job.get(job_id, ())]:
+                        if subscription.wants_result:
+                            subscription.offer(GAP)
 
     def _publish(self, item: Event | Gap) -> None:
         if isinstance(item, Gap):

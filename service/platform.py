@@ -107,7 +107,7 @@ class Platform:
         except (RedisError, OSError) as exc:
             log.warning("api.redis_unavailable_at_start", redis=redacted(settings.redis_url), error=str(exc))
         log_auth_mode(settings)
-        hub = EventHub(settings)
+        hub = EventHub(settings, pool)
         await hub.start()
         try:
             yield {

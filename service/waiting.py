@@ -1,5 +1,6 @@
 """Waiting for a job to finish without polling: subscribe to its events on the process's hub, read the job once,
-then sleep until its terminal event arrives and read it once more. A wait costs two reads, however long."""
+then sleep until its terminal event arrives and read it once more. A wait costs two reads, however long. (A job
+run by a worker that publishes no events is noticed by the hub's sweep, one command a second per process.)"""
 
 from __future__ import annotations
 
@@ -53,9 +54,9 @@ async def wait_until_finished(
 
     Subscribed before the first read, so a terminal event written after that read cannot be missed. A terminal
     event (or a gap in what the hub can vouch for) triggers a read; a job that is not finished by then (an abort
-    that is still cancelling it) is waited for again. At the deadline the job is read once more: a worker that
-    publishes no events (one built from arq's arguments alone, or raw arq) still ends the wait with its result."""
-    async with hub.subscribe(job_id=job_id) as events:
+    that is still cancelling it) is waited for again. At the deadline the job is read once more, so the answer is
+    never older than the wait."""
+    async with hub.subscribe(job_id=job_id, wants_result=True) as events:
         record = await record_or_404(pool, settings, job_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s

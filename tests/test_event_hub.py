@@ -11,8 +11,10 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
+from core import keys
 from core.embedded_redis import free_port, start_redis
 from core.events import Event, EventName
+from core.redis import open_api_pool
 from service.event_hub import EventHub, Gap, Subscription
 from settings import Settings
 from tests.conftest import make_settings
@@ -22,12 +24,14 @@ from tests.support.waiting import wait_for
 
 @asynccontextmanager
 async def running_hub(settings: Settings) -> AsyncIterator[EventHub]:
-    hub = EventHub(settings)
+    pool = open_api_pool(settings)
+    hub = EventHub(settings, pool)
     await hub.start()
     try:
         yield hub
     finally:
         await hub.stop()
+        await pool.aclose()
 
 
 async def _next_event(subscription: Subscription, timeout: float = 5) -> Event:
@@ -123,3 +127,22 @@ async def test_a_hub_started_while_redis_is_down_follows_it_once_it_is_up(tmp_pa
         finally:
             await redis.aclose()
             server.stop()
+
+
+async def test_a_result_written_without_an_event_wakes_its_waiters_for_one_command_a_second(settings, redis) -> None:
+    """A worker built from arq's arguments alone publishes no events: the hub's sweep notices the result."""
+    async with running_hub(settings) as hub, AsyncExitStack() as stack:
+        waiter = await stack.enter_async_context(hub.subscribe(job_id="plain", wants_result=True))
+        others = [
+            await stack.enter_async_context(hub.subscribe(job_id=f"idle{n}", wants_result=True)) for n in range(500)
+        ]
+        stream = await stack.enter_async_context(hub.subscribe(job_id="plain"))
+        before = await _commands(redis)
+        await asyncio.sleep(3.5)  # a measuring window, idle on purpose: nothing has a result yet
+        assert waiter.queue.empty()
+        idle = await _commands(redis) - before - 1
+        assert idle <= 4 + 3  # one EXISTS a second for 501 waits (plus the hub's own XREAD, at most one here)
+        await redis.set(keys.result("plain"), b"{}")
+        async with asyncio.timeout(5):
+            assert isinstance(await waiter.next(), Gap)
+        assert stream.queue.empty() and all(o.queue.empty() for o in others)
