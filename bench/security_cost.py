@@ -4,6 +4,9 @@ and the body guard on), alternated on one Redis, measured with the benchmark's o
 
 `python -m bench.security_cost --before 53633a5 [--rounds 3] [--duration 5]` prints one line per run and the
 medians. Both run uvicorn the way `make bench` does (`uvicorn service.main:app`, one process).
+
+`--before unguarded` compares with this tree's own API with the layer taken out (`bench.security_off:app`),
+so the difference is the layer alone, not every other change since an older revision.
 """
 
 from __future__ import annotations
@@ -58,12 +61,14 @@ def queued(redis_url: str) -> int:
     return int(answer.stdout.strip() or 0)
 
 
-def run_once(tree: Path, redis_url: str, env_extra: dict[str, str], headers: list[str], duration: float) -> dict:
+def run_once(
+    tree: Path, redis_url: str, env_extra: dict[str, str], headers: list[str], duration: float, app: str
+) -> dict:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME", "LANG")}
     env.update(REDIS_URL=redis_url, JOB_MODULES="jobs,bench.noop_jobs", LOG_LEVEL="WARNING", PYTHONPATH=str(tree))
     env.update(env_extra)
-    argv = [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
     api = subprocess.Popen(argv, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_healthy(port)
@@ -83,29 +88,35 @@ def run_once(tree: Path, redis_url: str, env_extra: dict[str, str], headers: lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", required=True, help="git revision without the security layer")
+    parser.add_argument(
+        "--before", required=True, help="git revision without the security layer, or `unguarded` (this tree without it)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
     args = parser.parse_args()
     key, entry = mint("bench", ["enqueue"])
     with tempfile.TemporaryDirectory() as tmp:
-        before = export(args.before, Path(tmp) / "before")
+        if args.before == "unguarded":
+            before, before_app = ROOT, "bench.security_off:app"
+        else:
+            before, before_app = export(args.before, Path(tmp) / "before"), "service.main:app"
         redis = start_redis(free_port(), Path(tmp) / "redis", appendonly=False)
         try:
             systems = {
-                "before": (before, {}, []),
+                "before": (before, {}, [], before_app),
                 "after": (
                     ROOT,
                     {"API_KEYS": json.dumps([entry.model_dump(mode="json")]), "RATE_LIMIT_PER_MINUTE": "1000000"},
                     [f"Authorization: Bearer {key}"],
+                    "service.main:app",
                 ),
             }
             rates: dict[str, list[float]] = {name: [] for name in systems}
             cpu: dict[str, list[float]] = {name: [] for name in systems}
             for round_ in range(1, args.rounds + 1):
-                for name, (tree, env_extra, headers) in systems.items():
+                for name, (tree, env_extra, headers, app) in systems.items():
                     subprocess.run(["redis-cli", "-u", redis.url, "FLUSHALL"], capture_output=True, check=False)
-                    result = run_once(tree, redis.url, env_extra, headers, args.duration)
+                    result = run_once(tree, redis.url, env_extra, headers, args.duration, app)
                     rates[name].append(result["rps"])
                     cpu[name].append(result["cpu_us_per_request"])
                     print(
@@ -119,6 +130,15 @@ def main() -> None:
     before_rps, after_rps = statistics.median(rates["before"]), statistics.median(rates["after"])
     print(
         f"median before {before_rps:.0f} req/s, after {after_rps:.0f} req/s: {100 * (after_rps / before_rps - 1):+.1f}%"
+    )
+    # Each round ran before and after back to back, under the same load from whatever else the machine runs:
+    # the median of the per-round ratios is steadier than the ratio of the medians.
+    paired = statistics.median(a / b for a, b in zip(rates["after"], rates["before"], strict=True))
+    cpu_paired = statistics.median(a / b for a, b in zip(cpu["after"], cpu["before"], strict=True))
+    print(
+        f"median of per-round ratios: throughput {100 * (paired - 1):+.1f}%; API CPU per request "
+        f"{statistics.median(cpu['before']):.0f} -> {statistics.median(cpu['after']):.0f} µs "
+        f"({100 * (cpu_paired - 1):+.1f}%)"
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
+from bench.security_off import without_security_layer
 from core.embedded_redis import free_port, start_redis
 from core.registry import load_job_modules
 from service.app import create_app
@@ -65,8 +66,7 @@ async def measure(redis_url: str) -> None:
         api_keys=[entry], rate_limit_per_minute=int(os.environ.get("RL", "10000000")),
     )  # fmt: skip
     guarded = create_app(settings)
-    bare = create_app(settings)
-    bare.user_middleware.clear()  # the same app without its guards (the stack is built on first call)
+    bare = without_security_layer(create_app(settings))  # the stack is built on first call
     base = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"), (b"content-length", b"34")]
     headers = {"guarded": [*base, (b"authorization", f"Bearer {key}".encode())], "bare": base}
     best = {"guarded": float("inf"), "bare": float("inf")}

@@ -18,7 +18,7 @@ from arq.connections import ArqRedis
 from arq.jobs import serialize_job
 from pydantic import ValidationError
 
-from core import keys, priority, wire
+from core import correlation, keys, priority, wire
 from core.context import JobContext
 from core.exact_json import Unencodable
 from core.priority import Priority
@@ -76,7 +76,9 @@ class JobRequest:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class Prepared:
+    """One job validated and encoded (`prepare_many`), ready to write (`write_many`)."""
+
     job_id: str
     function: str
     payload: bytes
@@ -91,7 +93,7 @@ def _now_ms_precision() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-def _prepare(request: JobRequest, now: datetime, expires_after_ms: int) -> _Prepared:
+def _prepare(request: JobRequest, now: datetime, expires_after_ms: int) -> Prepared:
     """Validate and encode one job (raises ValidationError, or Unencodable for a value JSON cannot carry)."""
     wire_kwargs = request.spec.json_kwargs(request.kwargs)
     job_id = request.job_id or uuid4().hex
@@ -103,14 +105,15 @@ def _prepare(request: JobRequest, now: datetime, expires_after_ms: int) -> _Prep
     score = int(scheduled_at.timestamp() * 1000)
     expires_ms = max(score - now_ms, 0) + expires_after_ms
     level = priority.check(request.priority or request.spec.options.priority or "default")
-    payload = priority.mark(wire.encode_job(request.spec.name, wire_kwargs, now_ms), level)
+    encoded = wire.encode_job(request.spec.name, wire_kwargs, now_ms, correlation.for_job())
+    payload = priority.mark(encoded, level)
     if level == "low":
         expires_ms += priority.low_aging_ms()
     accepted = Enqueued(job_id, now, max(scheduled_at, now))
-    return _Prepared(job_id, request.spec.name, payload, priority.script_score(score, level), expires_ms, accepted)
+    return Prepared(job_id, request.spec.name, payload, priority.script_score(score, level), expires_ms, accepted)
 
 
-async def _write(pool: ArqRedis, queue_name: str, prepared: Sequence[_Prepared]) -> list[bool]:
+async def _write(pool: ArqRedis, queue_name: str, prepared: Sequence[Prepared]) -> list[bool]:
     """One script call for all of them: True written, False the id exists."""
     script_keys = [queue_name, keys.wake(queue_name)]
     # The enqueue's own now, as the scores were computed from it: a job due now is queued, not deferred.
@@ -147,33 +150,40 @@ async def enqueue_many(
     pool: ArqRedis, requests: Sequence[JobRequest], *, queue_name: str | None = None
 ) -> list[Enqueued | DuplicateJob]:
     """Enqueue many jobs in one atomic call; validates all of them first and raises InvalidBatchItem naming
-    every bad one (an id given twice in the batch is one); an existing id is a DuplicateJob in its place."""
-    prepared = prepare_many(requests, pool.expires_extra_ms)
+    every bad one; an existing id is a DuplicateJob in its place, and so is an id given again in the batch
+    (the same id is the same job: the first one given is written)."""
+    return await write_many(pool, prepare_many(requests, pool.expires_extra_ms), queue_name=queue_name)
+
+
+async def write_many(
+    pool: ArqRedis, prepared: Sequence[Prepared], *, queue_name: str | None = None
+) -> list[Enqueued | DuplicateJob]:
+    """Write jobs `prepare_many` validated and encoded, in one atomic call (what `enqueue_many` does after
+    preparing; a caller that prepared them earlier, to report errors at once, does not pay for it twice)."""
     if not prepared:
         return []
-    written = await _write(pool, queue_name or pool.default_queue_name, prepared)
-    return [item.accepted if ok else DuplicateJob(item.job_id) for item, ok in zip(prepared, written, strict=True)]
+    first: dict[str, Prepared] = {}  # each id once: the first job given with it
+    for item in prepared:
+        first.setdefault(item.job_id, item)
+    written = dict(
+        zip(first, await _write(pool, queue_name or pool.default_queue_name, list(first.values())), strict=True)
+    )
+    return [
+        item.accepted if first[item.job_id] is item and written[item.job_id] else DuplicateJob(item.job_id)
+        for item in prepared
+    ]
 
 
-def prepare_many(requests: Sequence[JobRequest], expires_after_ms: int) -> list[_Prepared]:
+def prepare_many(requests: Sequence[JobRequest], expires_after_ms: int) -> list[Prepared]:
     """Validate and encode a batch; raises InvalidBatchItem naming every bad item."""
     now = _now_ms_precision()
-    prepared: list[_Prepared] = []
+    prepared: list[Prepared] = []
     errors: dict[int, ValidationError | Unencodable | ValueError] = {}
-    seen: dict[str, int] = {}
     for index, request in enumerate(requests):
         try:
-            item = _prepare(request, now, expires_after_ms)
+            prepared.append(_prepare(request, now, expires_after_ms))
         except (ValidationError, Unencodable, ValueError) as exc:
             errors[index] = exc
-            continue
-        if request.job_id is not None and request.job_id in seen:
-            errors[index] = ValueError(
-                f"job_id {request.job_id!r} is given twice in the batch (job {seen[request.job_id]})"
-            )
-            continue
-        seen[item.job_id] = index
-        prepared.append(item)
     if errors:
         raise InvalidBatchItem(errors)
     return prepared
@@ -197,7 +207,7 @@ async def enqueue_tick(
     payload = serialize_job(function, (), kwargs or {}, None, now_ms, serializer=pool.job_serializer)
     expires_ms = max(score - now_ms, 0) + pool.expires_extra_ms
     job_id = job_id or uuid4().hex
-    tick = _Prepared(job_id, function, payload, score, expires_ms, Enqueued(job_id, now, scheduled))
+    tick = Prepared(job_id, function, payload, score, expires_ms, Enqueued(job_id, now, scheduled))
     (written,) = await _write(pool, queue_name, [tick])
     return written
 

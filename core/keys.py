@@ -135,6 +135,11 @@ def cron_run_now_job_id(name: str, nonce: str) -> str:
     return f"{PLATFORM_JOB_ID_PREFIX}cron-run:{name}:{nonce}"
 
 
+def dashboard_session(token_digest: str) -> str:
+    """A dashboard sign-in, by the SHA-256 of its cookie's token (the token itself is never stored)."""
+    return f"{PREFIX}dashboard:session:{token_digest}"
+
+
 # Priorities and per-function limits (core/priority.py, core/job_limits.py, core/lua/_flow.lua).
 PRIORITY_PREFIX = PREFIX + "priority:"  # `<prefix><queue>:high|low`: waiting ids of that priority, scored by due time
 JOB_RATE_PREFIX = PREFIX + "job-rate:"  # `<prefix><queue>:<function>`: recent starts, scored by start time

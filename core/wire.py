@@ -14,6 +14,7 @@ from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
 
 from core import codec
 from core.codec import JobError
+from core.correlation import Correlation
 from core.exact_json import dumps_exact
 
 Serializer = Callable[[dict[str, Any]], bytes]
@@ -30,30 +31,55 @@ class UnreadableJob(ValueError):
 
 @dataclass(frozen=True)
 class JobPayload:
-    """What a job key holds: arq's `{"t", "f", "a", "k", "et"}`."""
+    """What a job key holds: arq's `{"t", "f", "a", "k", "et"}`, and the platform's `"rid"` (the enqueueing
+    request's id) and `"tp"` (its W3C traceparent) when it had them: keys arq does not read, so arq still reads
+    the payload as its own."""
 
     function: str
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     job_try: int | None
     enqueue_time_ms: int
+    correlation: Correlation | None = None
 
 
-def encode_job(function: str, kwargs: dict[str, Any], enqueue_time_ms: int) -> bytes:
+def encode_job(
+    function: str, kwargs: dict[str, Any], enqueue_time_ms: int, correlation: Correlation | None = None
+) -> bytes:
     """A new job's payload, JSON. Raises Unencodable (naming the field) for kwargs JSON cannot carry exactly
     (NaN, infinities, integers beyond 64 bits, lone surrogates): what is accepted reaches the job unchanged."""
     head = codec.dumps({"t": None, "f": function, "a": []})
-    return head[:-1] + b',"k":' + dumps_exact(kwargs) + b',"et":' + str(int(enqueue_time_ms)).encode() + b"}"
+    tail = b"}"
+    if correlation is not None:
+        extra = {"rid": correlation.request_id, "tp": correlation.traceparent}
+        tail = b"," + codec.dumps({k: v for k, v in extra.items() if v is not None})[1:]
+    return head[:-1] + b',"k":' + dumps_exact(kwargs) + b',"et":' + str(int(enqueue_time_ms)).encode() + tail
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def decode_job(raw: bytes, deserializer: Deserializer | None) -> JobPayload:
-    try:
-        function, args, kwargs, job_try, enqueue_time_ms = deserialize_job_raw(raw, deserializer=deserializer)
-    except SerializationError as exc:
-        raise UnreadableJob(str(exc)) from None
+    if deserializer is None:  # arq's default (pickle): arq reads it, and nothing of ours is in it
+        try:
+            function, args, kwargs, job_try, enqueue_time_ms = deserialize_job_raw(raw, deserializer=None)
+        except SerializationError as exc:
+            raise UnreadableJob(str(exc)) from None
+        correlation = None
+    else:  # arq's own reading (`deserialize_job_raw`), keeping the rest of the dict
+        try:
+            data = deserializer(raw)
+            function, args, kwargs, job_try, enqueue_time_ms = data["f"], data["a"], data["k"], data["t"], data["et"]
+        except Exception:
+            raise UnreadableJob("unable to deserialize job") from None
+        correlation = None
+        if "rid" in data or "tp" in data:
+            rid, tp = _text_or_none(data.get("rid")), _text_or_none(data.get("tp"))
+            correlation = Correlation(rid, tp) if rid or tp else None
     if not isinstance(function, str) or not isinstance(kwargs, dict):
         raise UnreadableJob("the payload is not a job")
-    return JobPayload(function, tuple(args or ()), kwargs, job_try, int(enqueue_time_ms or 0))
+    return JobPayload(function, tuple(args or ()), kwargs, job_try, int(enqueue_time_ms or 0), correlation)
 
 
 def lease_started_ms(token: str | bytes | None) -> int | None:

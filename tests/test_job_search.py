@@ -38,7 +38,7 @@ async def mixed_jobs(client: httpx.AsyncClient, run_burst_worker) -> dict[str, s
         "dead": await post(client, "fail_always", kwargs={"message": "no"}),
     }
     aborted = await post(client, "echo", kwargs={"value": 3}, defer_by=60)
-    assert (await client.delete(f"/v1/jobs/{aborted}")).status_code == 200
+    assert (await client.post(f"/v1/jobs/{aborted}/abort")).status_code == 200
     ids["aborted"] = aborted
     await run_burst_worker()
     ids["queued"] = await post(client, "sleep_for", kwargs={"seconds": 1})
@@ -105,7 +105,7 @@ async def test_search_shows_a_running_job_in_progress(client: httpx.AsyncClient,
     )
     assert [item["job_id"] for item in page["items"]] == [job_id]
     assert page["items"][0]["started_at"] is not None
-    assert (await client.delete(f"/v1/jobs/{job_id}")).status_code in (200, 202)
+    assert (await client.post(f"/v1/jobs/{job_id}/abort")).status_code in (200, 202)
     await wait_for(lambda: search(client, status="aborted"), lambda page: len(page["items"]) == 1)
     assert (await search(client, status="in_progress"))["items"] == []
 
@@ -217,7 +217,7 @@ async def test_job_metrics_after_a_mix_of_outcomes(
     client: httpx.AsyncClient, redis: ArqRedis, run_burst_worker
 ) -> None:
     ids = await mixed_jobs(client, run_burst_worker)
-    assert (await client.delete(f"/v1/jobs/{ids['deferred']}")).status_code == 200
+    assert (await client.post(f"/v1/jobs/{ids['deferred']}/abort")).status_code == 200
     await post(client, "fail_then_succeed", kwargs={"failures": 1})
     await run_burst_worker()
     metrics = await job_metrics.read(redis)
