@@ -194,3 +194,14 @@ def test_jobs_filter_by_status_and_function_and_new_jobs_appear_live(page: Watch
     expect(browser).to_have_url(re.compile(f"/dashboard/jobs/{job_id}$"))
     expect(browser.locator("#job-status")).to_have_text("complete")
     assert page.csp_violations() == []
+
+
+def test_a_jobs_page_shows_its_priority(page: Watched) -> None:
+    body = {"function": "echo", "kwargs": {"value": 1}, "priority": "low", "defer_by": 600}
+    job_id = httpx.post(f"{page.base_url}/v1/jobs", json=body).json()["job_id"]
+    page.goto(f"/dashboard/jobs/{job_id}")
+    browser = page.page
+    expect(browser.locator("#job-status")).to_have_text("deferred")
+    expect(browser.locator("#job-priority")).to_have_text("low")
+    expect(browser.locator("#job-waiting-on")).to_have_text("—")
+    assert page.csp_violations() == []

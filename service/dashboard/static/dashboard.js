@@ -192,6 +192,8 @@ function showJob(job) {
   badge.textContent = job.status;
   badge.dataset.status = job.status;
   setText('job-tries', job.tries);
+  setText('job-priority', job.priority || '—');  // while it waits or runs
+  setText('job-waiting-on', job.waiting_on ? job.waiting_on.replace('_', ' ') : '—');  // its function's limit
   setText('job-enqueued', when(job.enqueued_at));
   setText('job-scheduled', when(job.scheduled_at));
   setText('job-started', when(job.started_at));
