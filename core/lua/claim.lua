@@ -30,8 +30,12 @@ while offset < limit and #claimed < want do
         redis.call('ZREM', KEYS[1], id)
         redis.call('DEL', ARGV[6] .. id)
       else
-        local try = redis.call('INCR', ARGV[8] .. id)
-        if try == 1 then redis.call('EXPIRE', ARGV[8] .. id, ARGV[9]) end
+        -- arq's try counter: a first try sets it with its lifetime in one command, a later one counts on.
+        local try = 1
+        if not redis.call('SET', ARGV[8] .. id, 1, 'NX', 'EX', ARGV[9]) then
+          try = redis.call('INCR', ARGV[8] .. id)
+          if try == 1 then redis.call('EXPIRE', ARGV[8] .. id, ARGV[9]) end -- counting on from a requeue's 0
+        end
         redis.call('SET', ARGV[12] .. id, token, 'EX', ARGV[9])
         local aborted = aborts and redis.call('ZREM', KEYS[2], id) or 0
         claimed[#claimed + 1] = {id, due[i + 1], payload or false, try, aborted, token}
