@@ -7,8 +7,11 @@
 -- Each claimed job whose payload names its function (the JSON payloads the platform writes) is published
 -- (started) and moved to the in_progress index, one index write per function of the batch, when ARGV[14] is 1.
 -- ARGV: now_ms, want, read_limit, page, lease_ms, lease_prefix, job_prefix, try_prefix, try_ttl_s, token_prefix,
---       result_prefix, holder_prefix, claim call number, publish (1 or 0)
+--       result_prefix, holder_prefix, claim call number, publish (1 or 0), then the ids the worker runs
 local claimed = {}
+-- The worker's own running jobs stay on the queue until they end: no SET NX that cannot take them.
+local running = {}
+for i = 15, #ARGV do running[ARGV[i]] = true end
 -- An abort is rare: look for one per job only when the abort set exists at all.
 local aborts = redis.call('EXISTS', KEYS[2]) == 1
 local want, limit, page = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -23,7 +26,7 @@ while offset < limit and #claimed < want do
     if #claimed >= want then break end
     local id = due[i]
     local token = ARGV[10] .. ':' .. ARGV[1] .. ':' .. ARGV[13] .. ':' .. #claimed
-    if redis.call('SET', ARGV[6] .. id, token, 'NX', 'PX', ARGV[5]) then
+    if not running[id] and redis.call('SET', ARGV[6] .. id, token, 'NX', 'PX', ARGV[5]) then
       local payload = redis.call('GET', ARGV[7] .. id)
       if not payload and redis.call('EXISTS', ARGV[11] .. id) == 1 then
         -- It already ended (its result is kept): a stray queue entry, never a job to run again.

@@ -207,3 +207,20 @@ async def test_a_stale_copy_of_an_aborted_job_changes_nothing(settings: Settings
     assert await redis.zscore(keys.ABORT_SET, "a") is not None and await redis.exists(keys.result("a")) == 0
     assert await write(redis, QUEUE, current, Succeeded(b"{}"), KEEP) is True
     assert await redis.zscore(keys.ABORT_SET, "a") is None
+
+
+async def test_a_claim_passes_over_the_jobs_its_worker_runs(settings: Settings, redis: ArqRedis) -> None:
+    """They stay on the queue until they end; trying each again is a command a job that cannot succeed, and a
+    lease of ours that lapsed is the renewal's to take back (the copy keeps running), not a new claim's."""
+    await stage(redis, "a", int(time.time() * 1000) - 2)
+    (held,) = await take(redis)
+    await stage(redis, "b")
+    await redis.delete(keys.in_progress("a"))  # a's lease lapsed
+    before = await command_calls(redis)
+    claimed, _ = await claim(redis, QUEUE, "w1", int(time.time() * 1000), 10, 100, 10_000, running=["a"])
+    after = await command_calls(redis)
+    assert [c.job_id for c in claimed] == ["b"]
+    assert after["set"] - before["set"] == 3  # b's lease, try counter and holder: none for a
+    assert await redis.exists(keys.in_progress("a")) == 0 and await redis.get(keys.retry("a")) == b"1"
+    assert await leases.renew(redis, [held], 10_000) == []  # the renewal takes a back
+    assert await write(redis, QUEUE, held, Succeeded(b"{}"), KEEP) is True
