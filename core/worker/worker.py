@@ -203,6 +203,7 @@ class PlatformWorker(Worker):
                     self.lease_ms,
                     self._claim_calls,
                     publish=self.announces,
+                    running=self.claims.keys(),
                 )
                 for held in claimed:
                     self._start(held)  # when stopping, each run gives its job straight back
