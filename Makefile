@@ -71,7 +71,7 @@ typecheck: $(STAMP)  ## mypy, strict
 
 check: lint typecheck test  ## lint, typecheck and test: what CI runs
 
-bench: $(STAMP)  ## raw arq vs the platform on its own Redis; writes docs/benchmarks.md (about 5 minutes)
+bench: $(STAMP)  ## raw arq vs the platform, then each issue's own figures against its targets; writes docs/benchmarks.md (about 10 minutes)
 	$(BIN)/pip install --quiet -e '.[dev,embedded,bench]'
 	BENCH_COMMAND='make bench' $(BIN)/python -m bench.run
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.issue_stages import ISSUE_TITLES, Stage
 from bench.measure import Sizes
 from bench.micro import Micro, rows
 from bench.report import Summary, as_markdown, command_rows, table_rows
@@ -29,6 +30,26 @@ READING = [
 KEPT = "<!-- Written by hand below this line; `make bench` keeps it. -->"
 
 
+def issue_sections(stages: list[Stage], command: str) -> list[str]:
+    """One section per issue: each of its stages with the command that measures it alone, and a table of its
+    figures next to the issue's targets. The hand-written sections after the KEPT line say what they mean."""
+    parts: list[str] = []
+    for issue in sorted({n for stage in stages for n in stage.issues}):
+        parts += [
+            f"## Issue {issue} in this run: {ISSUE_TITLES.get(issue, '')}".rstrip(": "),
+            "",
+            f"Measured by `{command}` after the table above; each stage alone is the command under its heading.",
+            "'met' compares this run's figure with the issue's target (sizes smaller than the target's are named).",
+            "",
+        ]
+        for stage in (stage for stage in stages if issue in stage.issues):
+            parts += [f"### {stage.title}", "", f"`{stage.command}`", ""]
+            if stage.figures:
+                parts += [as_markdown(stage.rows(), align_right=False), ""]
+            parts += [*(f"- {note}" for note in stage.notes), *([""] if stage.notes else [])]
+    return parts
+
+
 def write_markdown(
     path: Path,
     summary: Summary,
@@ -39,6 +60,7 @@ def write_markdown(
     plotted: bool,
     notes: list[str],
     pieces: list[Micro],
+    stages: list[Stage],
 ) -> None:
     platform_env = ", ".join(f"`{k}={v}`" for k, v in PLATFORM.worker_env.items())
     poll_note = (
@@ -80,6 +102,7 @@ def write_markdown(
             if pieces
             else []
         ),
+        *issue_sections(stages, command),
         "## Systems",
         "",
         "- **arq defaults**: `python -m arq bench.arq_workers.DefaultSettings`: a plain `async def noop(ctx)`,",

@@ -68,12 +68,27 @@ def main(argv: list[str] | None = None) -> int:
         redis = start_redis(free_port(), OUT / "redis", appendonly=False, log_file=OUT / "logs" / "redis.log")
         children.adopt("redis", redis.process)
         rates, cpu_us = asyncio.run(run(redis.url, children, args.rounds, args.jobs))
+    m = medians(rates, cpu_us)
+    print(
+        f"median over {args.rounds} rounds: INFO {m['info_rate']:,.0f} jobs/s, WARNING {m['warning_rate']:,.0f} "
+        f"jobs/s, INFO at {m['info_share']:.0%} of WARNING; worker CPU per job: INFO {m['info_cpu_us']:.0f} µs, "
+        f"WARNING {m['warning_cpu_us']:.0f} µs, INFO at {m['info_share_by_cpu']:.0%} of WARNING's rate by CPU"
+    )
+    return 0
+
+
+def medians(rates: dict[str, list[float]], cpu_us: dict[str, list[float]]) -> dict[str, float]:
+    """The medians over rounds, and INFO's rate as a share of WARNING's, by drain rate and by worker CPU."""
     info, warning = (statistics.median(rates[level]) for level in LEVELS)
     info_cpu, warning_cpu = (statistics.median(cpu_us[level]) for level in LEVELS)
-    print(f"median over {args.rounds} rounds: INFO {info:,.0f} jobs/s, WARNING {warning:,.0f} jobs/s, "
-          f"INFO at {info / warning:.0%} of WARNING; worker CPU per job: INFO {info_cpu:.0f} µs, "
-          f"WARNING {warning_cpu:.0f} µs, INFO at {warning_cpu / info_cpu:.0%} of WARNING's rate by CPU")  # fmt: skip
-    return 0
+    return {
+        "info_rate": info,
+        "warning_rate": warning,
+        "info_share": info / warning,
+        "info_cpu_us": info_cpu,
+        "warning_cpu_us": warning_cpu,
+        "info_share_by_cpu": warning_cpu / info_cpu,
+    }
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 -- KEYS: queue, job, lease, result, try counter, abort set, holder. ARGV: job_id, aborted result, now_ms,
 -- result_px, function ('' when its payload named none).
 if redis.call('EXISTS', KEYS[4]) == 1 then return 'finished' end
-if redis.call('EXISTS', KEYS[3]) == 1 then
+local lease = redis.call('GET', KEYS[3])
+if lease then
+  if string.sub(lease, -#ABORT_MARK) ~= ABORT_MARK then redis.call('APPEND', KEYS[3], ABORT_MARK) end
   redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
   return 'aborting'
 end

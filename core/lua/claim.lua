@@ -12,8 +12,11 @@
 -- time. A claim row ends with its function's name when it holds a concurrency slot, else ''.
 -- KEYS: queue, abort set, limits hash.
 -- ARGV: now_ms, want, read_limit, page, lease_ms, lease_prefix, job_prefix, try_prefix, try_ttl_s, token_prefix,
---       result_prefix, holder_prefix, claim call number, publish (1 or 0)
+--       result_prefix, holder_prefix, claim call number, publish (1 or 0), then the ids the worker runs
 local claimed = {}
+-- The worker's own running jobs stay on the queue until they end: no SET NX that cannot take them.
+local running = {}
+for i = 15, #ARGV do running[ARGV[i]] = true end
 -- An abort is rare: look for one per job only when the abort set exists at all.
 local aborts = redis.call('EXISTS', KEYS[2]) == 1
 local want, limit, page = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -32,7 +35,7 @@ end
 -- Claim one due job: 'ok', 'held' (another claim has it), 'ended' or 'limited'.
 local function take(id, score)
   local token = ARGV[10] .. ':' .. ARGV[1] .. ':' .. ARGV[13] .. ':' .. #claimed
-  if not redis.call('SET', ARGV[6] .. id, token, 'NX', 'PX', ARGV[5]) then return 'held' end
+  if running[id] or not redis.call('SET', ARGV[6] .. id, token, 'NX', 'PX', ARGV[5]) then return 'held' end
   local payload = redis.call('GET', ARGV[7] .. id)
   if not payload and redis.call('EXISTS', ARGV[11] .. id) == 1 then
     -- It already ended (its result is kept): a stray queue entry, never a job to run again.
@@ -53,8 +56,12 @@ local function take(id, score)
     end
     if publish then forget_limited(id) end
   end
-  local try = redis.call('INCR', ARGV[8] .. id)
-  if try == 1 then redis.call('EXPIRE', ARGV[8] .. id, ARGV[9]) end
+  -- arq's try counter: a first try sets it with its lifetime in one command, a later one counts on.
+  local try = 1
+  if not redis.call('SET', ARGV[8] .. id, 1, 'NX', 'EX', ARGV[9]) then
+    try = redis.call('INCR', ARGV[8] .. id)
+    if try == 1 then redis.call('EXPIRE', ARGV[8] .. id, ARGV[9]) end -- counting on from a requeue's 0
+  end
   redis.call('SET', ARGV[12] .. id, token, 'EX', ARGV[9])
   local aborted = aborts and redis.call('ZREM', KEYS[2], id) or 0
   claimed[#claimed + 1] = {id, score, payload or false, try, aborted, token, slot}

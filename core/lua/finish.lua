@@ -10,12 +10,14 @@
 -- mode: finish | retry | requeue; event: complete | failed | dead | aborted (finish), retrying, requeued.
 -- The options travel as one string: every argument costs the client work.
 local current = redis.call('GET', KEYS[1])
-if current ~= ARGV[2] then
+local abort_mark = current == ARGV[2] .. ABORT_MARK -- an abort may have put the job on the abort set (_lease.lua)
+if current ~= ARGV[2] and not abort_mark then
   -- Not our lease. A lapsed one is still ours if nobody claimed the job since (its holder is still our token:
   -- every claim sets it, every outcome clears it) and the job has not ended.
   if current or redis.call('GET', KEYS[7]) ~= ARGV[2] or redis.call('EXISTS', KEYS[4]) == 1 then
     return 0
   end
+  abort_mark = true -- the lapsed lease took its mark with it
 end
 local mode, result_px, keep_lease_px, retry_score, now, attempts_ttl, dead_px, max_wake, event =
   string.match(ARGV[4], '(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)')
@@ -54,7 +56,7 @@ if mode == 'finish' then
     end
   end
   redis.call('ZREM', KEYS[5], job_id)
-  redis.call('ZREM', KEYS[6], job_id)
+  if abort_mark then redis.call('ZREM', KEYS[6], job_id) end
   if ARGV[8] and ARGV[8] ~= '' then
     if dead_px == '-' then
       redis.call('SET', KEYS[10], ARGV[8])
