@@ -32,6 +32,15 @@ def valid_entry_id(value: str) -> bool:
     return _ENTRY_ID.fullmatch(value) is not None
 
 
+def resume_point(last_event_id: str | None, end: str | None) -> str | None:
+    """Where a stream resumes: after `Last-Event-ID`, or after the stream's `end` (None: it is empty) when the
+    client's id lies past it (another stream's id, a clock ahead, the largest id). Resuming past the end would
+    drop what comes next as already seen, and `(<largest id>` is no range Redis accepts."""
+    if last_event_id is None or (end is not None and entry_key(last_event_id) <= entry_key(end)):
+        return last_event_id
+    return end
+
+
 def frame(event: Event) -> bytes:
     """One SSE event: `id:` the stream entry id, `event:` its name, `data:` the entry as one line of JSON."""
     payload = {"job_id": event.job_id, "function": event.function, "event": event.event.value, "data": event.data}

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
@@ -201,6 +202,38 @@ async def test_platform_feed_without_last_event_id_starts_now(settings, redis) -
             await marker
         assert seen[-1].data is not None and seen[-1].data["job_id"] == "new"
         assert EventName(seen[-1].event) is EventName.queued
+
+
+async def test_a_job_stream_resumed_past_its_last_event_still_ends_with_the_job(settings, redis) -> None:
+    """A Last-Event-ID beyond the job's last event (another stream's id, a clock ahead) is taken as that last
+    event: what follows is sent and the terminal event ends the stream (it used to be dropped as seen)."""
+    async with _served(settings) as http:
+        job_id = await _enqueued(http)
+        seen: list[Frame] = []
+        headers = {"Last-Event-ID": "99999999999999-0"}
+        async with http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as response:
+            assert response.status_code == 200
+            ended = await add_event(redis, job_id, "send_welcome_email", "complete")
+            async with asyncio.timeout(5):
+                seen = [frame async for frame in frames(response) if frame.event is not None]
+    assert [(f.id, f.event) for f in seen] == [(ended, "complete")]
+
+
+@pytest.mark.parametrize("last_event_id", ["99999999999999-0", "18446744073709551615-18446744073709551615"])
+async def test_the_feed_resumed_past_the_stream_end_follows_what_comes_next(settings, redis, last_event_id) -> None:
+    """An id past the platform stream's end (up to the largest id Redis has) resumes at its end: no error
+    mid-stream (`(max` is no valid XRANGE start), and later events are not dropped as already seen."""
+    async with _served(settings) as http:
+        await add_event(redis, "before", "echo", "queued")
+        async with http.stream("GET", "/v1/events", headers={"Last-Event-ID": last_event_id}) as response:
+            assert response.status_code == 200
+            marker = asyncio.create_task(add_event(redis, "after", "echo", "queued"))
+            async with asyncio.timeout(5):
+                async for frame in frames(response):
+                    if frame.event is not None:
+                        break
+            assert frame.data is not None and frame.data["job_id"] == "after"
+            assert frame.id == await marker
 
 
 async def test_event_streams_need_the_read_scope(redis_server, redis) -> None:

@@ -25,6 +25,7 @@ from service.sse import (
     Follower,
     frame,
     read_range,
+    resume_point,
     stream_end,
     valid_entry_id,
 )
@@ -111,7 +112,8 @@ async def stream_job_events(
         history = await read_range(pool, events.job_stream(job_id), None)
         if presence is Presence.missing and not history:
             raise ApiError(404, f"no job with id {job_id!r}", loc=JOB_ID_LOC)
-        follower = Follower(subscription, after, settings.sse_keepalive_seconds)
+        resume = resume_point(after, history[-1].id if history else None)
+        follower = Follower(subscription, resume, settings.sse_keepalive_seconds)
         replayed = follower.emit(history)
         # Ended: its last event is terminal, or it finished (or is gone) before the replay, so the replay holds
         # everything it will ever say.
@@ -162,7 +164,8 @@ async def stream_events(
     try:
         subscription = await resources.enter_async_context(hub.subscribe(function=function))
         # Without Last-Event-ID the feed starts now: after the stream's last entry (the hub may not be there yet).
-        start = after or await stream_end(pool)
+        end = await stream_end(pool)
+        start = end if after is None else resume_point(after, end)
         follower = Follower(subscription, start, settings.sse_keepalive_seconds)
         return EventStream(_feed_frames(pool, subscription, follower, function, after is not None), resources)
     except BaseException:
