@@ -14,7 +14,7 @@ import pytest
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
-from core import events
+from core import events, keys
 from core.embedded_redis import free_port, start_redis
 from core.events import EventName
 from settings import Settings
@@ -234,6 +234,29 @@ async def test_the_feed_resumed_past_the_stream_end_follows_what_comes_next(sett
                         break
             assert frame.data is not None and frame.data["job_id"] == "after"
             assert frame.id == await marker
+
+
+async def test_a_job_stream_ends_when_its_job_is_gone_without_a_terminal_event(settings, redis) -> None:
+    """A job whose records vanished (a Redis restarted without persistence, a flush) or that a worker built from
+    arq's arguments ended (no events) will never publish a terminal event: an idle stream looks at the job at
+    each keep-alive and ends once it is no longer pending, instead of holding the client and its slot for ever."""
+    quick = settings.model_copy(update={"sse_keepalive_seconds": 0.05})
+    async with _served(quick) as http:
+        job_id = await _enqueued(http)
+        seen: list[Frame] = []
+        async with http.stream("GET", f"/v1/jobs/{job_id}/events") as response:
+            async with asyncio.timeout(5):
+                async for frame in frames(response):
+                    seen.append(frame)
+                    if frame.event == "queued":
+                        await redis.delete(keys.job(job_id))
+                        await redis.zrem(quick.queue_name, job_id)
+        assert seen[0].event == "queued" and all(f.comment == "keep-alive" for f in seen[1:])
+        ended_unannounced = await _enqueued(http)
+        async with http.stream("GET", f"/v1/jobs/{ended_unannounced}/events") as response:
+            await redis.set(keys.result(ended_unannounced), b"{}")  # what arq's own worker writes, and no event
+            async with asyncio.timeout(5):
+                assert [f.event async for f in frames(response) if f.event] == ["queued"]
 
 
 async def test_event_streams_need_the_read_scope(redis_server, redis) -> None:

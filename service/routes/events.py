@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from arq.connections import ArqRedis
 from fastapi import APIRouter, Header, Query
+from redis.exceptions import RedisError
 
 from core import events
 from core.events import Event
@@ -67,17 +68,32 @@ async def _held_slot(waits: WaitSlots, name: str) -> AsyncExitStack:
     return stack
 
 
+async def _gone_quietly(pool: ArqRedis, queue_name: str, job_id: str) -> bool:
+    """Whether an idle stream's job is no longer pending: it ended or vanished without a terminal event (a worker
+    built from arq's arguments publishes none; a Redis restarted without its data lost the job), so none will
+    come to end the stream."""
+    try:
+        return await job_presence(pool, queue_name, job_id) is not Presence.pending
+    except (RedisError, OSError):
+        return False  # Redis is away: asked again at the next keep-alive
+
+
 async def _job_frames(
-    pool: ArqRedis, subscription: Subscription, follower: Follower, replayed: list[Event], done: bool
+    pool: ArqRedis, queue_name: str, subscription: Subscription, follower: Follower, replayed: list[Event], done: bool
 ) -> AsyncIterator[bytes]:
     for event in replayed:
         yield frame(event)
     if done:
         return
-    stream = events.job_stream(subscription.job_id or "")
+    job_id = subscription.job_id or ""
+    stream = events.job_stream(job_id)
     while not subscription.overflowed:
         item = await follower.next()
         if item is None:
+            if await _gone_quietly(pool, queue_name, job_id):
+                for event in follower.emit(await read_range(pool, stream, follower.last_id)):
+                    yield frame(event)  # whatever it said last, terminal event included, before the end
+                return
             yield KEEPALIVE
             continue
         found = await read_range(pool, stream, follower.last_id) if isinstance(item, Gap) else [item]
@@ -118,7 +134,8 @@ async def stream_job_events(
         # Ended: its last event is terminal, or it finished (or is gone) before the replay, so the replay holds
         # everything it will ever say.
         done = bool(history and history[-1].event.terminal) or presence is not Presence.pending
-        return EventStream(_job_frames(pool, subscription, follower, replayed, done), resources)
+        frames = _job_frames(pool, settings.queue_name, subscription, follower, replayed, done)
+        return EventStream(frames, resources)
     except BaseException:
         await resources.aclose()
         raise
