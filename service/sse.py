@@ -48,23 +48,27 @@ def frame(event: Event) -> bytes:
     return f"id: {event.id}\nevent: {event.event.value}\ndata: {data}\n\n".encode()
 
 
-async def read_range(
-    pool: ArqRedis, stream: str, after: str | None, function: str | None = None, page: int | None = None
-) -> list[Event]:
-    """The stream's events after `after` (all when None), of `function` when given; `page` entries at a time
-    (one read of everything when None: a job's own stream is bounded)."""
-    found: list[Event] = []
+async def read_pages(
+    pool: ArqRedis, stream: str, after: str | None, function: str | None = None, page: int = REPLAY_PAGE
+) -> AsyncIterator[list[Event]]:
+    """The stream's events after `after` (all when None), of `function` when given, `page` entries per read,
+    handed over read by read: a replay of the platform-wide stream (up to 100,000 events) is sent as it is read,
+    never held whole in memory."""
     start = "-" if after is None else f"({after}"
     while True:
         entries = await pool.xrange(stream, min=start, max="+", count=page)
-        for entry_id, fields in entries:
-            event = events.parse(entry_id, fields)
-            if event is not None and (function is None or event.function == function):
-                found.append(event)
-        if page is None or len(entries) < page:
-            return found
+        found = [event for entry_id, fields in entries if (event := events.parse(entry_id, fields)) is not None]
+        yield [event for event in found if function is None or event.function == function]
+        if len(entries) < page:
+            return
         last = entries[-1][0]
         start = f"({last.decode() if isinstance(last, bytes) else last}"
+
+
+async def read_range(pool: ArqRedis, stream: str, after: str | None) -> list[Event]:
+    """All of a job's own stream after `after` (all when None), in one read: it keeps at most 200 events."""
+    entries = await pool.xrange(stream, min="-" if after is None else f"({after}", max="+")
+    return [event for entry_id, fields in entries if (event := events.parse(entry_id, fields)) is not None]
 
 
 async def stream_end(pool: ArqRedis) -> str:

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from arq.connections import ArqRedis
+from asgi_lifespan import LifespanManager
 from redis.asyncio import Redis
 
 from core import events, keys
 from core.embedded_redis import free_port, start_redis
 from core.events import EventName
+from service.app import create_app
+from service.sse import REPLAY_PAGE
 from settings import Settings
 from tests.conftest import api_client, make_settings
 from tests.support.events import Frame, add_event, frames, parse
@@ -257,6 +261,47 @@ async def test_a_job_stream_ends_when_its_job_is_gone_without_a_terminal_event(s
             await redis.set(keys.result(ended_unannounced), b"{}")  # what arq's own worker writes, and no event
             async with asyncio.timeout(5):
                 assert [f.event async for f in frames(response) if f.event] == ["queued"]
+
+
+async def _xrange_calls(redis: ArqRedis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_xrange", {}).get("calls", 0))
+
+
+async def test_a_long_feed_replay_is_sent_page_by_page_not_read_whole_first(settings, redis) -> None:
+    """A feed resumed from far back (the platform stream keeps 100,000 events) sends each page as it reads it:
+    a client that stops reading holds one page in the API's memory, not the whole stream (about 100 MB for
+    100,000 events, and the first byte only once all of it was read)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for n in range(5 * REPLAY_PAGE):
+            pipe.xadd(events.STREAM, {"job_id": f"j{n}", "function": "echo", "event": "queued", "data": "{}"})
+        await pipe.execute()
+    first_frame, forever = asyncio.Event(), asyncio.Event()
+
+    async def stalled_client(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message.get("body", b"").startswith(b"id:"):
+            first_frame.set()
+            await forever.wait()  # the client reads no further
+
+    async def connected() -> dict[str, Any]:
+        await forever.wait()
+        return {"type": "http.disconnect"}
+
+    headers = [(b"host", b"127.0.0.1"), (b"last-event-id", b"0-0")]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": "/v1/events", "raw_path": b"/v1/events", "query_string": b"", "root_path": "",
+             "headers": headers, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}  # fmt: skip
+    async with LifespanManager(create_app(settings)) as manager:
+        before = await _xrange_calls(redis)
+        served = asyncio.create_task(manager.app(scope, connected, stalled_client))
+        try:
+            async with asyncio.timeout(10):
+                await first_frame.wait()
+            assert await _xrange_calls(redis) - before == 1
+        finally:
+            served.cancel()
+            with suppress(asyncio.CancelledError):
+                await served
 
 
 async def test_event_streams_need_the_read_scope(redis_server, redis) -> None:

@@ -21,10 +21,10 @@ from service.limits import WAIT_RETRY_AFTER_S, TooManyWaits, WaitSlots
 from service.sse import (
     KEEPALIVE,
     LAST_EVENT_ID_LOC,
-    REPLAY_PAGE,
     EventStream,
     Follower,
     frame,
+    read_pages,
     read_range,
     resume_point,
     stream_end,
@@ -145,19 +145,21 @@ async def _feed_frames(
     pool: ArqRedis, subscription: Subscription, follower: Follower, function: str | None, replay: bool
 ) -> AsyncIterator[bytes]:
     if replay:
-        for event in follower.emit(await read_range(pool, events.STREAM, follower.last_id, function, REPLAY_PAGE)):
-            yield frame(event)
+        async for found in read_pages(pool, events.STREAM, follower.last_id, function):
+            for event in follower.emit(found):
+                yield frame(event)
     while not subscription.overflowed:  # a client that fell behind by a buffer's worth resumes by Last-Event-ID
         item = await follower.next()
         if item is None:
             yield KEEPALIVE
             continue
         if isinstance(item, Gap):
-            found = await read_range(pool, events.STREAM, follower.last_id, function, REPLAY_PAGE)
+            async for found in read_pages(pool, events.STREAM, follower.last_id, function):
+                for event in follower.emit(found):
+                    yield frame(event)
         else:
-            found = [item]
-        for event in follower.emit(found):
-            yield frame(event)
+            for event in follower.emit([item]):
+                yield frame(event)
 
 
 @router.get("/v1/events", response_class=EventStream, status_code=200, responses=STREAM_RESPONSE)
