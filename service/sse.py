@@ -13,7 +13,9 @@ import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack
 
+import structlog
 from arq.connections import ArqRedis
+from redis.exceptions import RedisError
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -21,6 +23,7 @@ from core import events
 from core.events import Event
 from service.event_hub import Gap, Subscription, entry_key
 
+log = structlog.get_logger("api")
 KEEPALIVE = b": keep-alive\n\n"
 REPLAY_PAGE = 500
 LAST_EVENT_ID_LOC = ("header", "last-event-id")
@@ -80,11 +83,21 @@ async def stream_end(pool: ArqRedis) -> str:
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 
+async def _ended_by_redis(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`frames` until they end, or until Redis fails under them: the headers are long sent, so no error answer
+    can follow; the stream ends as streams end and the client resumes with Last-Event-ID."""
+    try:
+        async for chunk in frames:
+            yield chunk
+    except (RedisError, OSError) as exc:
+        log.warning("events.stream_cut", error=type(exc).__name__, message=str(exc))
+
+
 class EventStream(StreamingResponse):
     """A `text/event-stream` response that closes `resources` (the slot, the subscription) when it ends."""
 
     def __init__(self, frames: AsyncIterator[bytes], resources: AsyncExitStack) -> None:
-        super().__init__(frames, media_type="text/event-stream", headers=HEADERS)
+        super().__init__(_ended_by_redis(frames), media_type="text/event-stream", headers=HEADERS)
         self._resources = resources
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

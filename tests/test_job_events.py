@@ -268,14 +268,26 @@ async def _xrange_calls(redis: ArqRedis) -> int:
     return int(stats.get("cmdstat_xrange", {}).get("calls", 0))
 
 
+def _feed_scope(last_event_id: str) -> dict[str, Any]:
+    """A browser's `GET /v1/events` resuming after `last_event_id`, from the API's own host, as an ASGI scope."""
+    headers = [(b"host", b"127.0.0.1"), (b"last-event-id", last_event_id.encode())]
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+            "path": "/v1/events", "raw_path": b"/v1/events", "query_string": b"", "root_path": "",
+            "headers": headers, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}  # fmt: skip
+
+
+async def _fill_feed(redis: Redis, count: int) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        for n in range(count):
+            pipe.xadd(events.STREAM, {"job_id": f"j{n}", "function": "echo", "event": "queued", "data": "{}"})
+        await pipe.execute()
+
+
 async def test_a_long_feed_replay_is_sent_page_by_page_not_read_whole_first(settings, redis) -> None:
     """A feed resumed from far back (the platform stream keeps 100,000 events) sends each page as it reads it:
     a client that stops reading holds one page in the API's memory, not the whole stream (about 100 MB for
     100,000 events, and the first byte only once all of it was read)."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for n in range(5 * REPLAY_PAGE):
-            pipe.xadd(events.STREAM, {"job_id": f"j{n}", "function": "echo", "event": "queued", "data": "{}"})
-        await pipe.execute()
+    await _fill_feed(redis, 5 * REPLAY_PAGE)
     first_frame, forever = asyncio.Event(), asyncio.Event()
 
     async def stalled_client(message: dict[str, Any]) -> None:
@@ -287,13 +299,9 @@ async def test_a_long_feed_replay_is_sent_page_by_page_not_read_whole_first(sett
         await forever.wait()
         return {"type": "http.disconnect"}
 
-    headers = [(b"host", b"127.0.0.1"), (b"last-event-id", b"0-0")]
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-             "path": "/v1/events", "raw_path": b"/v1/events", "query_string": b"", "root_path": "",
-             "headers": headers, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}  # fmt: skip
     async with LifespanManager(create_app(settings)) as manager:
         before = await _xrange_calls(redis)
-        served = asyncio.create_task(manager.app(scope, connected, stalled_client))
+        served = asyncio.create_task(manager.app(_feed_scope("0-0"), connected, stalled_client))
         try:
             async with asyncio.timeout(10):
                 await first_frame.wait()
@@ -315,6 +323,43 @@ async def test_event_streams_need_the_read_scope(redis_server, redis) -> None:
             assert (await http.get(path, headers=bearer(ENQUEUE_KEY))).status_code == 403
         allowed = await http.get(f"/v1/jobs/{job_id}/events", headers=bearer(READ_KEY))
         assert [f.event for f in parse(allowed.text)] == ["queued", "complete"]
+
+
+async def test_a_feed_whose_redis_goes_away_mid_replay_ends_cleanly(tmp_path: Path) -> None:
+    """Redis lost while a stream is being sent (here between two replay pages) ends the stream as a stream
+    ends, for the client to resume with Last-Event-ID: not an exception out of a response already started
+    (logged as api.unexpected_error, the connection cut without its last chunk)."""
+    port = free_port()
+    server = start_redis(port, tmp_path / "redis", appendonly=False)
+    settings = make_settings(server.url)
+    redis = Redis.from_url(server.url)
+    sent: list[dict[str, Any]] = []
+    first_frame, go_on, forever = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def client(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and not first_frame.is_set():
+            first_frame.set()
+            await go_on.wait()
+
+    async def connected() -> dict[str, Any]:
+        await forever.wait()
+        return {"type": "http.disconnect"}
+
+    try:
+        await _fill_feed(redis, 2 * REPLAY_PAGE)
+        async with LifespanManager(create_app(settings)) as manager:
+            served = asyncio.create_task(manager.app(_feed_scope("0-0"), connected, client))
+            async with asyncio.timeout(10):
+                await first_frame.wait()
+                server.stop()
+                go_on.set()
+                await served  # returns: the stream ended
+        assert sent[0]["status"] == 200
+        assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    finally:
+        await redis.aclose()
+        server.stop()
 
 
 async def test_a_stream_open_across_a_redis_restart_gets_what_was_written_after_it(tmp_path: Path) -> None:
