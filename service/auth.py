@@ -235,7 +235,7 @@ class Authorizer:
                 return refusal
             assert principal is not None
             if needed != ANY_KEY and needed not in principal.scopes:
-                return error_response(403, f"this key lacks the {needed!r} scope", "forbidden")
+                return error_response(403, f"this key lacks the {str(needed)!r} scope", "forbidden")
             retry_after = await self.limiter.admit(principal.name, scope)
         except PoolExhausted as exc:
             return pool_exhausted_response(exc)

@@ -13,7 +13,9 @@ import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack
 
+import structlog
 from arq.connections import ArqRedis
+from redis.exceptions import RedisError
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -21,6 +23,7 @@ from core import events
 from core.events import Event
 from service.event_hub import Gap, Subscription, entry_key
 
+log = structlog.get_logger("api")
 KEEPALIVE = b": keep-alive\n\n"
 REPLAY_PAGE = 500
 LAST_EVENT_ID_LOC = ("header", "last-event-id")
@@ -32,6 +35,15 @@ def valid_entry_id(value: str) -> bool:
     return _ENTRY_ID.fullmatch(value) is not None
 
 
+def resume_point(last_event_id: str | None, end: str | None) -> str | None:
+    """Where a stream resumes: after `Last-Event-ID`, or after the stream's `end` (None: it is empty) when the
+    client's id lies past it (another stream's id, a clock ahead, the largest id). Resuming past the end would
+    drop what comes next as already seen, and `(<largest id>` is no range Redis accepts."""
+    if last_event_id is None or (end is not None and entry_key(last_event_id) <= entry_key(end)):
+        return last_event_id
+    return end
+
+
 def frame(event: Event) -> bytes:
     """One SSE event: `id:` the stream entry id, `event:` its name, `data:` the entry as one line of JSON."""
     payload = {"job_id": event.job_id, "function": event.function, "event": event.event.value, "data": event.data}
@@ -39,23 +51,27 @@ def frame(event: Event) -> bytes:
     return f"id: {event.id}\nevent: {event.event.value}\ndata: {data}\n\n".encode()
 
 
-async def read_range(
-    pool: ArqRedis, stream: str, after: str | None, function: str | None = None, page: int | None = None
-) -> list[Event]:
-    """The stream's events after `after` (all when None), of `function` when given; `page` entries at a time
-    (one read of everything when None: a job's own stream is bounded)."""
-    found: list[Event] = []
+async def read_pages(
+    pool: ArqRedis, stream: str, after: str | None, function: str | None = None, page: int = REPLAY_PAGE
+) -> AsyncIterator[list[Event]]:
+    """The stream's events after `after` (all when None), of `function` when given, `page` entries per read,
+    handed over read by read: a replay of the platform-wide stream (up to 100,000 events) is sent as it is read,
+    never held whole in memory."""
     start = "-" if after is None else f"({after}"
     while True:
         entries = await pool.xrange(stream, min=start, max="+", count=page)
-        for entry_id, fields in entries:
-            event = events.parse(entry_id, fields)
-            if event is not None and (function is None or event.function == function):
-                found.append(event)
-        if page is None or len(entries) < page:
-            return found
+        found = [event for entry_id, fields in entries if (event := events.parse(entry_id, fields)) is not None]
+        yield [event for event in found if function is None or event.function == function]
+        if len(entries) < page:
+            return
         last = entries[-1][0]
         start = f"({last.decode() if isinstance(last, bytes) else last}"
+
+
+async def read_range(pool: ArqRedis, stream: str, after: str | None) -> list[Event]:
+    """All of a job's own stream after `after` (all when None), in one read: it keeps at most 200 events."""
+    entries = await pool.xrange(stream, min="-" if after is None else f"({after}", max="+")
+    return [event for entry_id, fields in entries if (event := events.parse(entry_id, fields)) is not None]
 
 
 async def stream_end(pool: ArqRedis) -> str:
@@ -67,11 +83,21 @@ async def stream_end(pool: ArqRedis) -> str:
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 
+async def _ended_by_redis(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`frames` until they end, or until Redis fails under them: the headers are long sent, so no error answer
+    can follow; the stream ends as streams end and the client resumes with Last-Event-ID."""
+    try:
+        async for chunk in frames:
+            yield chunk
+    except (RedisError, OSError) as exc:
+        log.warning("events.stream_cut", error=type(exc).__name__, message=str(exc))
+
+
 class EventStream(StreamingResponse):
     """A `text/event-stream` response that closes `resources` (the slot, the subscription) when it ends."""
 
     def __init__(self, frames: AsyncIterator[bytes], resources: AsyncExitStack) -> None:
-        super().__init__(frames, media_type="text/event-stream", headers=HEADERS)
+        super().__init__(_ended_by_redis(frames), media_type="text/event-stream", headers=HEADERS)
         self._resources = resources
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

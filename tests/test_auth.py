@@ -73,6 +73,14 @@ async def test_right_key_wrong_scope_is_403(keyed: httpx.AsyncClient) -> None:
     assert (await keyed.delete("/v1/dead/some-job", headers=reader)).status_code == 403
 
 
+async def test_a_wrong_scope_is_named_by_its_word(keyed: httpx.AsyncClient) -> None:
+    """The 403 says which scope is missing as a client writes it (`'admin'`), not as Python's enum repr."""
+    refused = await keyed.post("/v1/jobs/some-job/abort", headers=bearer(READ_KEY))
+    assert refused.json()["detail"] == [{"loc": [], "msg": "this key lacks the 'admin' scope", "type": "forbidden"}]
+    refused = await keyed.get("/v1/events", headers=bearer(ENQUEUE_KEY))
+    assert refused.json()["detail"][0]["msg"] == "this key lacks the 'read' scope"
+
+
 async def test_each_scope_reaches_its_routes(keyed: httpx.AsyncClient) -> None:
     accepted = await keyed.post("/v1/jobs", json=WELCOME, headers=bearer(ENQUEUE_KEY))
     assert accepted.status_code == 202

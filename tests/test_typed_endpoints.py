@@ -94,6 +94,18 @@ async def test_typed_read_waits_for_the_result(client: httpx.AsyncClient, runnin
     assert view.json()["result"] == 0.2
 
 
+async def test_typed_read_refuses_a_wait_that_is_no_finite_number_as_the_generic_wait_does(
+    client: httpx.AsyncClient,
+) -> None:
+    job_id = (await client.post("/v1/functions/sleep_for/jobs", json={"seconds": 0.2})).json()["job_id"]
+    for wait in ("inf", "1e400", "nan"):
+        typed = await client.get(f"/v1/functions/sleep_for/jobs/{job_id}", params={"wait": wait})
+        generic = await client.get(f"/v1/jobs/{job_id}/result", params={"wait": wait})
+        assert typed.status_code == generic.status_code == 422
+        assert typed.json()["detail"] == generic.json()["detail"]
+        assert typed.json()["detail"][0]["type"] == "finite_number"
+
+
 async def test_typed_enqueue_validates_each_field_and_option(client: httpx.AsyncClient) -> None:
     url = "/v1/functions/send_welcome_email/jobs"
     bad = await client.post(url, json={"email": "nope"})

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from arq.connections import ArqRedis
 from fastapi import APIRouter, Header, Query
+from redis.exceptions import RedisError
 
 from core import events
 from core.events import Event
@@ -20,11 +21,12 @@ from service.limits import WAIT_RETRY_AFTER_S, TooManyWaits, WaitSlots
 from service.sse import (
     KEEPALIVE,
     LAST_EVENT_ID_LOC,
-    REPLAY_PAGE,
     EventStream,
     Follower,
     frame,
+    read_pages,
     read_range,
+    resume_point,
     stream_end,
     valid_entry_id,
 )
@@ -66,17 +68,32 @@ async def _held_slot(waits: WaitSlots, name: str) -> AsyncExitStack:
     return stack
 
 
+async def _gone_quietly(pool: ArqRedis, queue_name: str, job_id: str) -> bool:
+    """Whether an idle stream's job is no longer pending: it ended or vanished without a terminal event (a worker
+    built from arq's arguments publishes none; a Redis restarted without its data lost the job), so none will
+    come to end the stream."""
+    try:
+        return await job_presence(pool, queue_name, job_id) is not Presence.pending
+    except (RedisError, OSError):
+        return False  # Redis is away: asked again at the next keep-alive
+
+
 async def _job_frames(
-    pool: ArqRedis, subscription: Subscription, follower: Follower, replayed: list[Event], done: bool
+    pool: ArqRedis, queue_name: str, subscription: Subscription, follower: Follower, replayed: list[Event], done: bool
 ) -> AsyncIterator[bytes]:
     for event in replayed:
         yield frame(event)
     if done:
         return
-    stream = events.job_stream(subscription.job_id or "")
+    job_id = subscription.job_id or ""
+    stream = events.job_stream(job_id)
     while not subscription.overflowed:
         item = await follower.next()
         if item is None:
+            if await _gone_quietly(pool, queue_name, job_id):
+                for event in follower.emit(await read_range(pool, stream, follower.last_id)):
+                    yield frame(event)  # whatever it said last, terminal event included, before the end
+                return
             yield KEEPALIVE
             continue
         found = await read_range(pool, stream, follower.last_id) if isinstance(item, Gap) else [item]
@@ -111,12 +128,14 @@ async def stream_job_events(
         history = await read_range(pool, events.job_stream(job_id), None)
         if presence is Presence.missing and not history:
             raise ApiError(404, f"no job with id {job_id!r}", loc=JOB_ID_LOC)
-        follower = Follower(subscription, after, settings.sse_keepalive_seconds)
+        resume = resume_point(after, history[-1].id if history else None)
+        follower = Follower(subscription, resume, settings.sse_keepalive_seconds)
         replayed = follower.emit(history)
         # Ended: its last event is terminal, or it finished (or is gone) before the replay, so the replay holds
         # everything it will ever say.
         done = bool(history and history[-1].event.terminal) or presence is not Presence.pending
-        return EventStream(_job_frames(pool, subscription, follower, replayed, done), resources)
+        frames = _job_frames(pool, settings.queue_name, subscription, follower, replayed, done)
+        return EventStream(frames, resources)
     except BaseException:
         await resources.aclose()
         raise
@@ -126,19 +145,21 @@ async def _feed_frames(
     pool: ArqRedis, subscription: Subscription, follower: Follower, function: str | None, replay: bool
 ) -> AsyncIterator[bytes]:
     if replay:
-        for event in follower.emit(await read_range(pool, events.STREAM, follower.last_id, function, REPLAY_PAGE)):
-            yield frame(event)
+        async for found in read_pages(pool, events.STREAM, follower.last_id, function):
+            for event in follower.emit(found):
+                yield frame(event)
     while not subscription.overflowed:  # a client that fell behind by a buffer's worth resumes by Last-Event-ID
         item = await follower.next()
         if item is None:
             yield KEEPALIVE
             continue
         if isinstance(item, Gap):
-            found = await read_range(pool, events.STREAM, follower.last_id, function, REPLAY_PAGE)
+            async for found in read_pages(pool, events.STREAM, follower.last_id, function):
+                for event in follower.emit(found):
+                    yield frame(event)
         else:
-            found = [item]
-        for event in follower.emit(found):
-            yield frame(event)
+            for event in follower.emit([item]):
+                yield frame(event)
 
 
 @router.get("/v1/events", response_class=EventStream, status_code=200, responses=STREAM_RESPONSE)
@@ -162,7 +183,8 @@ async def stream_events(
     try:
         subscription = await resources.enter_async_context(hub.subscribe(function=function))
         # Without Last-Event-ID the feed starts now: after the stream's last entry (the hub may not be there yet).
-        start = after or await stream_end(pool)
+        end = await stream_end(pool)
+        start = end if after is None else resume_point(after, end)
         follower = Follower(subscription, start, settings.sse_keepalive_seconds)
         return EventStream(_feed_frames(pool, subscription, follower, function, after is not None), resources)
     except BaseException:

@@ -36,7 +36,9 @@ from service.waiting import wait_until_finished
 from settings import Settings
 
 OPTIONS = ("job_id", "defer_by", "defer_until", "priority")
-WAIT = Annotated[float, Query(ge=0, description="Seconds to wait for the job to finish (bounded).")]
+WAIT = Annotated[
+    float, Query(ge=0, allow_inf_nan=False, description="Seconds to wait for the job to finish (bounded).")
+]
 
 
 def _camel(name: str) -> str:
