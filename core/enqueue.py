@@ -18,9 +18,10 @@ from arq.connections import ArqRedis
 from arq.jobs import serialize_job
 from pydantic import ValidationError
 
-from core import keys, wire
+from core import chains, keys, unique, wire
+from core.chains import ChainInvalid, Child, Then
 from core.context import JobContext
-from core.exact_json import Unencodable
+from core.exact_json import Unencodable, dumps_exact
 from core.registry import JobFunction, JobSpec, spec_of
 from core.scripts import MAX_WAKE_TOKENS, scripts
 
@@ -29,6 +30,7 @@ class InvalidBatchItem(ValueError):
     """Items of a batch failed validation; nothing of the batch was written. `errors` maps index -> error."""
 
     def __init__(self, errors: dict[int, ValidationError | Unencodable | ValueError]) -> None:
+        # a ChainInvalid (a `then` entry) is a ValueError too, located from the item's `then`
         super().__init__("; ".join(f"job {index}: {error}" for index, error in errors.items()))
         self.errors = errors
 
@@ -56,6 +58,8 @@ class Enqueued:
     job_id: str
     enqueued_at: datetime
     scheduled_at: datetime
+    existing: bool = False  # a unique job's duplicate: this is the job that holds the key (its times unknown)
+    children: tuple[Child, ...] = ()
 
     @property
     def deferred(self) -> bool:
@@ -71,6 +75,7 @@ class JobRequest:
     job_id: str | None = None
     defer_by: float | None = None
     defer_until: datetime | None = None
+    then: tuple[Then, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,8 @@ class _Prepared:
     score: int
     expires_ms: int
     accepted: Enqueued
+    unique_key: str | None = None
+    chain_records: bytes | None = None
 
 
 def _now_ms_precision() -> datetime:
@@ -90,9 +97,12 @@ def _now_ms_precision() -> datetime:
 
 
 def _prepare(request: JobRequest, now: datetime, expires_after_ms: int) -> _Prepared:
-    """Validate and encode one job (raises ValidationError, or Unencodable for a value JSON cannot carry)."""
+    """Validate and encode one job (raises ValidationError, Unencodable for a value JSON cannot carry, or
+    ChainInvalid for a bad `then` entry)."""
     wire_kwargs = request.spec.json_kwargs(request.kwargs)
     job_id = request.job_id or uuid4().hex
+    children = chains.prepare(request.spec, request.then) if request.then else ()
+    unique_key = unique.lock_key(request.spec, wire_kwargs)
     if request.defer_until is not None:
         scheduled_at = request.defer_until.astimezone(UTC)
     else:
@@ -100,21 +110,35 @@ def _prepare(request: JobRequest, now: datetime, expires_after_ms: int) -> _Prep
     now_ms = int(now.timestamp() * 1000)
     score = int(scheduled_at.timestamp() * 1000)
     expires_ms = max(score - now_ms, 0) + expires_after_ms
-    payload = wire.encode_job(request.spec.name, wire_kwargs, now_ms)
-    accepted = Enqueued(job_id, now, max(scheduled_at, now))
-    return _Prepared(job_id, request.spec.name, payload, score, expires_ms, accepted)
+    extra = b""
+    if children:
+        extra += chains.payload_fields(children)
+    if unique_key is not None:
+        extra += b',"u":' + dumps_exact(unique_key)
+    payload = wire.encode_job(request.spec.name, wire_kwargs, now_ms, extra)
+    accepted = Enqueued(job_id, now, max(scheduled_at, now), children=children)
+    records = chains.records(job_id, children) if children else None
+    return _Prepared(job_id, request.spec.name, payload, score, expires_ms, accepted, unique_key, records)
 
 
-async def _write(pool: ArqRedis, queue_name: str, prepared: Sequence[_Prepared]) -> list[bool]:
-    """One script call for all of them: True written, False the id exists."""
+async def _write(pool: ArqRedis, queue_name: str, prepared: Sequence[_Prepared]) -> list[bool | str]:
+    """One script call for all of them: True written, False the id exists, or the id of the unique job that
+    holds the item's key."""
     script_keys = [queue_name, keys.wake(queue_name)]
     # The enqueue's own now, as the scores were computed from it: a job due now is queued, not deferred.
-    args: list[Any] = [MAX_WAKE_TOKENS, int(prepared[0].accepted.enqueued_at.timestamp() * 1000)]
-    for item in prepared:
+    args: list[Any] = [MAX_WAKE_TOKENS, int(prepared[0].accepted.enqueued_at.timestamp() * 1000), len(prepared)]
+    extras: list[Any] = []  # only for jobs that are unique or chained: `index, unique key, chain records`
+    for index, item in enumerate(prepared, 1):
         script_keys += [keys.job(item.job_id), keys.result(item.job_id)]
         args += [item.job_id, item.payload, item.score, item.expires_ms, item.function]
-    written = await scripts(pool).enqueue(keys=script_keys, args=args)
-    return [bool(flag) for flag in written]
+        if item.unique_key is not None or item.chain_records is not None:
+            extras += [index, item.unique_key or "", item.chain_records or ""]
+    written = await scripts(pool).enqueue(keys=script_keys, args=args + extras)
+    return [flag.decode() if isinstance(flag, bytes) else bool(flag) for flag in written]
+
+
+def _existing(item: _Prepared, holder: str) -> Enqueued:
+    return Enqueued(holder, item.accepted.enqueued_at, item.accepted.scheduled_at, existing=True)
 
 
 async def enqueue(
@@ -126,12 +150,16 @@ async def enqueue(
     defer_by: float | None = None,
     defer_until: datetime | None = None,
     queue_name: str | None = None,
+    then: Sequence[Then] = (),
 ) -> Enqueued:
-    """Validate `kwargs` against the job's signature and enqueue it; raises ValidationError, Unencodable or
-    DuplicateJob."""
-    request = JobRequest(spec, kwargs, job_id, defer_by, defer_until)
+    """Validate `kwargs` against the job's signature (and each `then` entry against its own) and enqueue it;
+    raises ValidationError, Unencodable, ChainInvalid or DuplicateJob. A unique job whose key is held answers
+    with the job that holds it (`existing=True`)."""
+    request = JobRequest(spec, kwargs, job_id, defer_by, defer_until, tuple(then))
     prepared = _prepare(request, _now_ms_precision(), pool.expires_extra_ms)
     (written,) = await _write(pool, queue_name or pool.default_queue_name, [prepared])
+    if isinstance(written, str):
+        return _existing(prepared, written)
     if not written:
         raise DuplicateJob(prepared.job_id)
     return prepared.accepted
@@ -141,12 +169,16 @@ async def enqueue_many(
     pool: ArqRedis, requests: Sequence[JobRequest], *, queue_name: str | None = None
 ) -> list[Enqueued | DuplicateJob]:
     """Enqueue many jobs in one atomic call; validates all of them first and raises InvalidBatchItem naming
-    every bad one (an id given twice in the batch is one); an existing id is a DuplicateJob in its place."""
+    every bad one (an id given twice in the batch is one); an existing id is a DuplicateJob in its place, a
+    unique job whose key is held (by an earlier item of the batch too) the job that holds it (`existing`)."""
     prepared = prepare_many(requests, pool.expires_extra_ms)
     if not prepared:
         return []
     written = await _write(pool, queue_name or pool.default_queue_name, prepared)
-    return [item.accepted if ok else DuplicateJob(item.job_id) for item, ok in zip(prepared, written, strict=True)]
+    return [
+        _existing(item, ok) if isinstance(ok, str) else item.accepted if ok else DuplicateJob(item.job_id)
+        for item, ok in zip(prepared, written, strict=True)
+    ]
 
 
 def prepare_many(requests: Sequence[JobRequest], expires_after_ms: int) -> list[_Prepared]:
@@ -158,7 +190,7 @@ def prepare_many(requests: Sequence[JobRequest], expires_after_ms: int) -> list[
     for index, request in enumerate(requests):
         try:
             item = _prepare(request, now, expires_after_ms)
-        except (ValidationError, Unencodable) as exc:
+        except (ValidationError, Unencodable, ChainInvalid) as exc:
             errors[index] = exc
             continue
         if request.job_id is not None and request.job_id in seen:
@@ -193,11 +225,20 @@ async def enqueue_tick(
     job_id = job_id or uuid4().hex
     tick = _Prepared(job_id, function, payload, score, expires_ms, Enqueued(job_id, now, scheduled))
     (written,) = await _write(pool, queue_name, [tick])
-    return written
+    return written is True
 
 
-async def enqueue_from_job(ctx: JobContext, function: JobFunction, *, _job_id: str | None = None, **kwargs: Any) -> str:
-    """Fan out from inside a job: enqueue another job by its function; returns its id.
+async def enqueue_from_job(
+    ctx: JobContext,
+    function: JobFunction,
+    *,
+    _job_id: str | None = None,
+    _then: Sequence[Then] = (),
+    **kwargs: Any,
+) -> str:
+    """Fan out from inside a job: enqueue another job by its function; returns its id (for a unique job whose
+    key is held, the id of the job that holds it). `_then=[then(child, "result_arg", ...)]` chains jobs after
+    it (core/chains.py).
 
     Give the child an id derived from the parent's input (`_job_id=f"order-{order_id}:receipt"`) and a re-run
     of the parent (after a crash, or a retry) finds the child already there instead of adding it twice. The id
@@ -206,7 +247,9 @@ async def enqueue_from_job(ctx: JobContext, function: JobFunction, *, _job_id: s
     spec = spec_of(function)
     job_id = keys.child_job_id(_job_id) if _job_id is not None else None
     try:
-        accepted = await enqueue(ctx["redis"], spec, kwargs, job_id=job_id, queue_name=ctx.get("queue_name"))
+        accepted = await enqueue(
+            ctx["redis"], spec, kwargs, job_id=job_id, queue_name=ctx.get("queue_name"), then=_then
+        )
     except DuplicateJob as exc:
         return exc.job_id
     return accepted.job_id

@@ -31,7 +31,9 @@ class EventName(StrEnum):
     queued / deferred: `scheduled_at` (ms), `enqueued_at` (ms); started: `try`;
     progress: `done`, `total`, `percent`, `message`; retrying: `try`, `retry_at` (ms), `error` ({type, message,
     kind}); failed / dead: `try`, `error`; complete: `try`; aborted: `try` when its worker ended it;
-    requeued: `scheduled_at` (ms) when known."""
+    requeued: `scheduled_at` (ms) when known; pending (a chain's child, enqueued with its parent): `parent`;
+    not_run (a child whose parent failed for good, died or was aborted): `parent`, `reason`. A child enqueued
+    when its parent succeeded is `queued` with `parent`."""
 
     queued = "queued"
     deferred = "deferred"
@@ -43,11 +45,13 @@ class EventName(StrEnum):
     dead = "dead"
     aborted = "aborted"
     requeued = "requeued"
+    pending = "pending"
+    not_run = "not_run"
 
     @property
     def terminal(self) -> bool:
         """The job's last event: nothing follows it unless the job is requeued from the dead letters."""
-        return self in (EventName.complete, EventName.failed, EventName.dead, EventName.aborted)
+        return self in (EventName.complete, EventName.failed, EventName.dead, EventName.aborted, EventName.not_run)
 
 
 def job_stream(job_id: str) -> str:

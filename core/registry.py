@@ -61,6 +61,7 @@ class JobOptions:
     max_tries: int | None = None
     keep_result_s: float | None = None
     retry: RetryPolicy | None = None
+    unique: tuple[str, ...] = ()  # arguments whose values make the job's uniqueness key (core/unique.py)
 
 
 @dataclass(frozen=True)
@@ -200,9 +201,11 @@ def _check_coroutine(function: JobFunction) -> None:
 
 def _mark(function: JobFunction, options: JobOptions) -> None:
     _check_coroutine(function)
-    spec = JobSpec(
-        function.__name__, function, arguments_model(function), _describe(function), options, result_contract(function)
-    )
+    arguments = arguments_model(function)
+    unknown = [name for name in options.unique if name not in arguments.model_fields]
+    if unknown:
+        raise TypeError(f"{function.__name__}: unique names {unknown} that are not among its parameters")
+    spec = JobSpec(function.__name__, function, arguments, _describe(function), options, result_contract(function))
     setattr(function, JOB_ATTRIBUTE, spec)
 
 
@@ -217,6 +220,7 @@ def job(
     max_tries: int | None = None,
     keep_result: float | None = None,
     retry: RetryPolicy | None = None,
+    unique: Iterable[str] = (),
 ) -> Callable[[Callable[Concatenate[JobContext, P], Awaitable[R]]], Job[P, R]]: ...
 
 
@@ -227,9 +231,16 @@ def job(
     max_tries: int | None = None,
     keep_result: float | None = None,
     retry: RetryPolicy | None = None,
+    unique: Iterable[str] = (),
 ) -> Any:
-    """Mark a job function; usable as `@job` or `@job(timeout=30, max_tries=3, retry=RetryPolicy(...))`."""
-    options = JobOptions(timeout_s=timeout, max_tries=max_tries, keep_result_s=keep_result, retry=retry)
+    """Mark a job function; usable as `@job` or `@job(timeout=30, max_tries=3, retry=RetryPolicy(...))`.
+    `unique=("report_id",)`: one job per value of those arguments while one is queued or running; enqueueing
+    another returns the existing one (core/unique.py)."""
+    if isinstance(unique, str):
+        unique = (unique,)
+    options = JobOptions(
+        timeout_s=timeout, max_tries=max_tries, keep_result_s=keep_result, retry=retry, unique=tuple(unique)
+    )
 
     def mark(fn: JobFunction) -> JobFunction:
         _mark(fn, options)

@@ -34,6 +34,10 @@ PRELUDE_CONSTANTS = {
     "THROUGHPUT_PREFIX": keys.THROUGHPUT_PREFIX,
     "THROUGHPUT_TTL_S": str(keys.THROUGHPUT_TTL_S),
     "UNSTORED_EVENTS_PX": str(events.UNSTORED_EVENTS_PX),
+    # Chains and unique jobs (_workflow_*.lua).
+    "CHAIN_PREFIX": keys.CHAIN_PREFIX,
+    "JOB_PREFIX": keys.JOB_PREFIX,
+    "LEASE_PREFIX": keys.LEASE_PREFIX,
 }
 
 

@@ -5,12 +5,13 @@ plain arq deployment keeps working, but nothing the platform writes is ever pick
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
+from arq.jobs import serialize_result
 
 from core import codec
 from core.codec import JobError
@@ -37,23 +38,44 @@ class JobPayload:
     kwargs: dict[str, Any]
     job_try: int | None
     enqueue_time_ms: int
+    chain: list[Any] | None = None  # the children to enqueue when it succeeds (core/chains.py)
+    parent: str | None = None  # the job it was chained after
+    unique: str | None = None  # its uniqueness lock (core/unique.py)
+
+    @property
+    def chained(self) -> bool:
+        """Part of a chain: its end touches its links (core/chains.py)."""
+        return self.chain is not None or self.parent is not None
 
 
-def encode_job(function: str, kwargs: dict[str, Any], enqueue_time_ms: int) -> bytes:
+def encode_job(function: str, kwargs: dict[str, Any], enqueue_time_ms: int, extra: bytes = b"") -> bytes:
     """A new job's payload, JSON. Raises Unencodable (naming the field) for kwargs JSON cannot carry exactly
     (NaN, infinities, integers beyond 64 bits, lone surrogates): what is accepted reaches the job unchanged."""
     head = codec.dumps({"t": None, "f": function, "a": []})
-    return head[:-1] + b',"k":' + dumps_exact(kwargs) + b',"et":' + str(int(enqueue_time_ms)).encode() + b"}"
+    et = str(int(enqueue_time_ms)).encode()
+    return head[:-1] + b',"k":' + dumps_exact(kwargs) + b',"et":' + et + extra + b"}"
 
 
 def decode_job(raw: bytes, deserializer: Deserializer | None) -> JobPayload:
+    """arq's `deserialize_job_raw` (its default deserializer included), plus the platform's own fields."""
     try:
-        function, args, kwargs, job_try, enqueue_time_ms = deserialize_job_raw(raw, deserializer=deserializer)
-    except SerializationError as exc:
-        raise UnreadableJob(str(exc)) from None
+        data = cast(dict[str, Any], (deserializer or pickle.loads)(raw))
+        function, args, kwargs, job_try, enqueue_time_ms = data["f"], data["a"], data["k"], data["t"], data["et"]
+    except Exception as exc:
+        raise UnreadableJob("unable to deserialize job") from exc
     if not isinstance(function, str) or not isinstance(kwargs, dict):
         raise UnreadableJob("the payload is not a job")
-    return JobPayload(function, tuple(args or ()), kwargs, job_try, int(enqueue_time_ms or 0))
+    chain, parent, unique = data.get("c"), data.get("p"), data.get("u")
+    return JobPayload(
+        function,
+        tuple(args or ()),
+        kwargs,
+        job_try,
+        int(enqueue_time_ms or 0),
+        chain if isinstance(chain, list) else None,
+        parent if isinstance(parent, str) else None,
+        unique if isinstance(unique, str) else None,
+    )
 
 
 def lease_started_ms(token: str | bytes | None) -> int | None:

@@ -13,7 +13,7 @@ a `Job[P, R]`), validated like `POST /v1/jobs`, and returns the job's id. When t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from core import holding, keys
+from core.chains import ChainInvalid, Then
 from core.enqueue import (
     DuplicateJob,
     InvalidBatchItem,
@@ -113,6 +114,7 @@ class EnqueueOptions:
     job_id: str | None = None
     defer_by: float | None = None
     defer_until: datetime | None = None
+    then: tuple[Then, ...] = ()
 
 
 @dataclass
@@ -140,15 +142,17 @@ class Jobs:
         job_id: str | None = None,
         defer_by: float | None = None,
         defer_until: datetime | None = None,
+        then: Sequence[Then] = (),
     ) -> Enqueuer:
-        """An enqueuer with these options: `await jobs.options("after_response", job_id="x").enqueue(...)`."""
+        """An enqueuer with these options: `await jobs.options("after_response", job_id="x").enqueue(...)`;
+        `then=[then(render, "data", fmt="pdf")]` chains jobs after it (core/chains.py)."""
         if defer_by is not None and defer_until is not None:
             raise ValueError("give defer_by or defer_until, not both")
         if defer_by is not None and defer_by < 0:
             raise ValueError("defer_by must be >= 0")
         if defer_until is not None and defer_until.tzinfo is None:
             defer_until = defer_until.replace(tzinfo=UTC)  # as the API reads it: no offset means UTC
-        return Enqueuer(self, EnqueueOptions(Timing(timing), job_id, defer_by, defer_until))
+        return Enqueuer(self, EnqueueOptions(Timing(timing), job_id, defer_by, defer_until, tuple(then)))
 
     @property
     def now(self) -> Enqueuer:
@@ -197,19 +201,20 @@ class Jobs:
                             defer_by=options.defer_by,
                             defer_until=options.defer_until,
                             queue_name=queue,
+                            then=options.then,
                         )
                     )
-                except (ValidationError, Unencodable) as exc:
+                except (ValidationError, Unencodable, ChainInvalid) as exc:
                     raise InvalidJobArguments(spec.name, exc) from None
                 except DuplicateJob as exc:
                     raise JobAlreadyExists(exc.job_id) from None
-                return accepted.job_id
+                return accepted.job_id  # a unique job's duplicate: the id of the job that holds its key
             case Timing.on_success:
                 job_id = options.job_id or uuid4().hex
                 if any(pending.job_id == job_id for pending in self._pending):
                     given_twice = ValueError(f"job_id {job_id!r} is already enqueued on_success by this request")
                     raise InvalidJobArguments(spec.name, given_twice)
-                request = JobRequest(spec, kwargs, job_id, options.defer_by, options.defer_until)
+                request = JobRequest(spec, kwargs, job_id, options.defer_by, options.defer_until, options.then)
                 try:  # validate and encode now, in the route, where the caller sees the error
                     prepare_many([request], self.pool.expires_extra_ms)
                 except InvalidBatchItem as exc:
@@ -228,9 +233,10 @@ class Jobs:
                             defer_by=options.defer_by,
                             defer_until=options.defer_until,
                             queue_name=queue,
+                            then=options.then,
                         )
                     )
-                except (ValidationError, Unencodable) as exc:
+                except (ValidationError, Unencodable, ChainInvalid) as exc:
                     raise InvalidJobArguments(spec.name, exc) from None
                 except DuplicateJob as exc:
                     raise JobAlreadyExists(exc.job_id) from None

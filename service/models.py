@@ -35,6 +35,21 @@ def _date_time_pattern(schema: dict[str, Any]) -> None:
             option["pattern"] = ISO_DATETIME.pattern
 
 
+class ThenRequest(BaseModel):
+    """A job to run after its parent succeeds, given the parent's result as `result_arg`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    function: str = Field(min_length=1, description="A name from `GET /v1/functions`.")
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Its other arguments, validated against its signature minus `result_arg`."
+    )
+    result_arg: str = Field(min_length=1, max_length=200, description="The argument that receives the result.")
+    then: list[ThenRequest] = Field(
+        default_factory=list, max_length=100, description="Jobs to run after this one succeeds, the same way."
+    )
+
+
 class EnqueueRequest(BaseModel):
     """A job to run: a registered function and its keyword arguments, now or later."""
 
@@ -63,6 +78,12 @@ class EnqueueRequest(BaseModel):
         json_schema_extra=_date_time_pattern,
         description="Run no earlier than this ISO-8601 time (UTC when no offset; years 1970 to 2999); "
         "a past time means now.",
+    )
+    then: list[ThenRequest] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Jobs to run after this one succeeds, each given its result as `result_arg` (a chain; at most "
+        "100 chained jobs in all). If it fails for good, dies or is aborted, they end as `not_run`.",
     )
 
     @field_validator("job_id")
@@ -107,12 +128,27 @@ class BatchEnqueueRequest(BaseModel):
     jobs: list[EnqueueRequest] = Field(min_length=1, max_length=1000)
 
 
+class ChainLinkView(BaseModel):
+    """A job chained after another: it runs when its parent succeeds, given the result as `result_arg`."""
+
+    job_id: str
+    function: str
+    result_arg: str
+    children: list[ChainLinkView] = Field(default_factory=list, description="Jobs chained after this one.")
+
+
 class JobAccepted(BaseModel):
     job_id: str
     function: str
     status: JobState
     enqueued_at: datetime
     scheduled_at: datetime
+    existing: bool = Field(
+        False,
+        description="A unique job's duplicate (answered 200, not 202): this is the queued or running job that holds "
+        "its uniqueness key, and nothing new was enqueued.",
+    )
+    children: list[ChainLinkView] = Field(default_factory=list, description="The jobs chained after it, with ids.")
 
 
 class BatchAccepted(BaseModel):
@@ -215,6 +251,10 @@ class JobView(BaseModel):  # type: ignore[no-redef]  # pydantic's mypy plugin tr
     result: Any = None
     error: ErrorView | None = None
     attempts: list[AttemptView] = Field(default_factory=list, description="Failed tries, oldest first.")
+    parent: str | None = Field(None, description="The job this one is chained after (it runs when that succeeds).")
+    result_arg: str | None = Field(None, description="Of a chained job: the argument given its parent's result.")
+    children: list[ChainLinkView] = Field(default_factory=list, description="The jobs chained after this one.")
+    reason: str | None = Field(None, description="Why a `not_run` job did not run (its parent's end).")
 
     @classmethod
     def of(cls, record: JobRecord) -> JobView:
@@ -232,6 +272,13 @@ class JobView(BaseModel):  # type: ignore[no-redef]  # pydantic's mypy plugin tr
             result=record.result,
             error=ErrorView.of(record.error) if record.error else None,
             attempts=[AttemptView.of(entry) for entry in record.attempts],
+            parent=record.parent,
+            result_arg=record.result_arg,
+            children=[
+                ChainLinkView(job_id=link.job_id, function=link.function, result_arg=link.result_arg)
+                for link in record.children
+            ],
+            reason=record.reason,
         )
 
 

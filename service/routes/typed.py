@@ -21,16 +21,17 @@ from pydantic.fields import FieldInfo
 from starlette.routing import Match
 from starlette.types import Scope
 
+from core.chains import ChainInvalid
 from core.enqueue import enqueue
 from core.exact_json import Unencodable
 from core.registry import JobSpec, Registry
 from service.deps import PoolDep, SettingsDep
 from service.errors import KwargsInvalid, PlatformRoute
 from service.models import EnqueueRequest, JobAccepted, JobView
-from service.routes.jobs import _accepted, _wait_until_finished
+from service.routes.jobs import _wait_until_finished, accepted_answer, chain_of
 from settings import Settings
 
-OPTIONS = ("job_id", "defer_by", "defer_until")
+OPTIONS = ("job_id", "defer_by", "defer_until", "then")
 WAIT = Annotated[float, Query(ge=0, description="Seconds to wait for the job to finish (bounded).")]
 
 
@@ -81,11 +82,13 @@ class TypedFunction:
         return cls(spec, body, options, tuple(spec.arguments.model_fields), view_model(spec))
 
 
-async def _enqueue(function: TypedFunction, raw: bytes, pool: ArqRedis, response: Response) -> JobAccepted:
+async def _enqueue(
+    function: TypedFunction, raw: bytes, pool: ArqRedis, registry: Registry, settings: Settings, response: Response
+) -> JobAccepted:
     spec = function.spec
     try:
         body = function.body.model_validate_json(raw or b"{}")
-        given = {name: value for name in function.options if (value := getattr(body, name)) is not None}
+        given = {name: value for name in function.options if (value := getattr(body, name)) not in (None, [])}
         # The generic endpoint's own rules for the options (reserved ids, one deferral, bounds).
         options = EnqueueRequest(function=spec.name, **given) if given else None
     except ValidationError as exc:
@@ -98,11 +101,14 @@ async def _enqueue(function: TypedFunction, raw: bytes, pool: ArqRedis, response
             job_id=options.job_id if options else None,
             defer_by=options.defer_by if options else None,
             defer_until=options.defer_until if options else None,
+            then=chain_of(registry, options.then, ("body",)) if options and options.then else (),
         )
     except (ValidationError, Unencodable) as exc:
         raise KwargsInvalid.of(exc, ("body",)) from None
-    response.headers["Location"] = f"/v1/functions/{spec.name}/jobs/{accepted.job_id}"
-    return _accepted(spec.name, accepted)
+    except ChainInvalid as exc:
+        raise KwargsInvalid.of(exc, ("body", "kwargs")) from None
+    location = f"/v1/functions/{spec.name}/jobs/{accepted.job_id}"
+    return await accepted_answer(pool, settings, spec.name, accepted, response, location)
 
 
 async def _view(function: TypedFunction, job_id: str, pool: ArqRedis, settings: Settings, wait: float) -> Response:
@@ -151,7 +157,11 @@ def _document(router: APIRouter, function: TypedFunction) -> None:
         summary=f"Enqueue {spec.name}",
         description=(spec.description or spec.name)
         + "\n\nThe body is the function's own arguments, validated against its signature, plus the options.",
-        responses={409: {"description": "A job with this job_id exists"}, 503: {"description": "Redis unavailable"}},
+        responses={
+            200: {"model": JobAccepted, "description": "A unique job's duplicate: the existing job (`existing: true`)"},
+            409: {"description": "A job with this job_id exists"},
+            503: {"description": "Redis unavailable"},
+        },
         route_class_override=SchemaOnlyRoute,
     )
 
@@ -188,8 +198,10 @@ def routers(registry: Registry) -> tuple[APIRouter, APIRouter]:
     dispatch = APIRouter(prefix="/v1/functions", route_class=PlatformRoute, include_in_schema=False)
 
     @dispatch.post("/{name}/jobs", status_code=202)
-    async def enqueue_by_name(name: str, request: Request, pool: PoolDep, response: Response) -> JobAccepted:
-        return await _enqueue(find(name), await request.body(), pool, response)
+    async def enqueue_by_name(
+        name: str, request: Request, pool: PoolDep, settings: SettingsDep, response: Response
+    ) -> JobAccepted:
+        return await _enqueue(find(name), await request.body(), pool, registry, settings, response)
 
     @dispatch.get("/{name}/jobs/{job_id}")
     async def get_by_name(name: str, job_id: str, pool: PoolDep, settings: SettingsDep, wait: WAIT = 0) -> Response:
