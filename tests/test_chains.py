@@ -9,7 +9,7 @@ import httpx
 import pytest
 from arq.connections import ArqRedis
 
-from core import events
+from core import events, keys
 from core.chains import then
 from core.enqueue import enqueue
 from core.registry import Registry, load_registry
@@ -228,3 +228,27 @@ async def test_python_chains_through_the_handle_and_from_a_job(
 def test_workflow_jobs_register(settings: Settings) -> None:
     assert "fetch_total" in load_registry(settings).jobs
     assert workflow_jobs.build_report.__name__ == "build_report"
+
+
+async def test_a_parent_that_dies_ends_its_children_and_a_requeue_runs_it_alone(
+    client: httpx.AsyncClient, run_burst_worker, redis: ArqRedis
+) -> None:
+    body = chained(3)
+    body["function"] = "explode"  # max_tries=1
+    response = await client.post("/v1/jobs", json=body)
+    parent_id = response.json()["job_id"]
+    child_id = response.json()["children"][0]["job_id"]
+    await redis.set(keys.retry(parent_id), 1)  # its one try was taken by a worker that died
+
+    await run_burst_worker()
+
+    parent = await view(client, parent_id)
+    assert parent["status"] == "failed" and parent["error"]["kind"] == "worker_lost"
+    child = await view(client, child_id)
+    assert child["status"] == "not_run" and "its worker stopped while running it" in child["reason"]
+
+    requeued = await client.post("/v1/dead/requeue", json={"job_ids": [parent_id]})
+    assert requeued.json()["requeued"] == [parent_id]
+    await run_burst_worker()
+    assert (await view(client, child_id))["status"] == "not_run"  # ended when its parent died; stays so
+    assert LEDGER == []
