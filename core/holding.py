@@ -30,6 +30,7 @@ class Held:
     job_id: str
     run_at: datetime
     held_until: datetime
+    existing: bool = False  # a unique job's duplicate: the job holding its key, not ours to release or remove
 
 
 def _run_at(now: datetime, defer_by: float | None, defer_until: datetime | None) -> datetime:
@@ -58,7 +59,7 @@ async def hold(
     accepted: Enqueued = await enqueue(
         pool, spec, kwargs, job_id=job_id, defer_until=held_until, queue_name=queue_name, then=then
     )
-    return Held(accepted.job_id, run_at, accepted.scheduled_at)
+    return Held(accepted.job_id, run_at, accepted.scheduled_at, accepted.existing)
 
 
 async def release(pool: ArqRedis, queue_name: str, held: Sequence[Held]) -> None:

@@ -240,7 +240,8 @@ class Jobs:
                     raise InvalidJobArguments(spec.name, exc) from None
                 except DuplicateJob as exc:
                     raise JobAlreadyExists(exc.job_id) from None
-                self._held.append(held)
+                if not held.existing:  # a unique job's duplicate is another request's job: left alone
+                    self._held.append(held)
                 return held.job_id
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -272,9 +273,11 @@ class Jobs:
                 raise HTTPException(
                     503, "Redis is unavailable; the request's jobs were not written", {"Retry-After": "2"}
                 ) from None
-            for outcome in outcomes:
+            for request, outcome in zip(pending, outcomes, strict=True):
                 if isinstance(outcome, DuplicateJob):
                     log.info("jobs.duplicate", job_id=outcome.job_id, timing=Timing.on_success.value)
+                elif outcome.existing:  # a unique job's key was held: the id given out names no job
+                    log.info("jobs.existing", job_id=request.job_id, existing=outcome.job_id)
         self._route_succeeded = True
 
     async def _response_sent(self, error: BaseException | None) -> None:

@@ -9,10 +9,13 @@ import httpx
 import pytest
 from arq.connections import ArqRedis
 
-from core import events, keys
+from core import chains, codec, events, keys, wire
 from core.chains import then
 from core.enqueue import enqueue
 from core.registry import Registry, load_registry
+from core.worker.claim import Claim
+from core.worker.outcome import Succeeded
+from core.worker.record import Ran, Storage, write
 from service.handle import InFlight, InvalidJobArguments, Jobs
 from settings import Settings
 from tests.conftest import TEST_JOB_MODULES, make_settings
@@ -252,3 +255,29 @@ async def test_a_parent_that_dies_ends_its_children_and_a_requeue_runs_it_alone(
     await run_burst_worker()
     assert (await view(client, child_id))["status"] == "not_run"  # ended when its parent died; stays so
     assert LEDGER == []
+
+
+async def test_a_stale_finish_enqueues_no_children(client: httpx.AsyncClient, redis: ArqRedis, registry) -> None:
+    response = await client.post("/v1/jobs", json=chained(2))
+    parent_id = response.json()["job_id"]
+    child_id = response.json()["children"][0]["job_id"]
+    payload = await redis.get(keys.job(parent_id))
+    await redis.set(keys.in_progress(parent_id), "another-claim")  # someone else holds the job now
+    stale = Claim(parent_id, 0, payload, 1, False, "our-lapsed-claim")
+    made = chains.child_payloads(parent_id, wire.decode_job(payload, codec.loads).chain or [], b"20", 1)
+    workflow: list[Any] = ["run", "", keys.wake("arq:queue")]
+    for job_id, function, child_payload in made:
+        workflow += [job_id, function, child_payload, 60_000]
+    storage = Storage(result_px=60_000, keep_lease_px=None, dead_letter_px=None)
+
+    written = await write(redis, "arq:queue", stale, Succeeded(None), storage, Ran("fetch_total", "", tuple(workflow)))
+
+    assert written is False
+    assert not await redis.exists(keys.job(child_id))
+    assert (await view(client, child_id))["status"] == "pending"
+
+    await redis.set(keys.in_progress(parent_id), "our-claim")
+    held = Claim(parent_id, 0, payload, 1, False, "our-claim")
+    assert await write(redis, "arq:queue", held, Succeeded(None), storage, Ran("fetch_total", "", tuple(workflow)))
+    assert (await view(client, child_id))["status"] == "queued"
+    assert (await view(client, child_id))["kwargs"] == {"label": "a", "total": 20}
