@@ -102,7 +102,7 @@ def _prepare(request: JobRequest, now: datetime, expires_after_ms: int) -> _Prep
     wire_kwargs = request.spec.json_kwargs(request.kwargs)
     job_id = request.job_id or uuid4().hex
     children = chains.prepare(request.spec, request.then) if request.then else ()
-    unique_key = unique.lock_key(request.spec, wire_kwargs)
+    unique_key = unique.lock_key(request.spec, wire_kwargs) if request.spec.options.unique else None
     if request.defer_until is not None:
         scheduled_at = request.defer_until.astimezone(UTC)
     else:

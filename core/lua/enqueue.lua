@@ -11,14 +11,17 @@ local written, added = {}, 0
 local now = tonumber(ARGV[2])
 local count = tonumber(ARGV[3])
 local enqueued, names = {}, {}
-local locks, links = {}, {}
-for at = 4 + 5 * count, #ARGV, 3 do
-  locks[tonumber(ARGV[at])] = ARGV[at + 1]
-  links[tonumber(ARGV[at])] = ARGV[at + 2]
+local locks, links = nil, nil -- unique and chain work, only when some job of the call has any
+if #ARGV > 3 + 5 * count then
+  locks, links = {}, {}
+  for at = 4 + 5 * count, #ARGV, 3 do
+    locks[tonumber(ARGV[at])] = ARGV[at + 1]
+    links[tonumber(ARGV[at])] = ARGV[at + 2]
+  end
 end
 for i = 1, count do
   local job, result, base = KEYS[2 * i + 1], KEYS[2 * i + 2], 5 * i - 1
-  local lock = locks[i]
+  local lock = locks and locks[i]
   local holder = lock and lock ~= '' and unique_holder(lock)
   if redis.call('EXISTS', result) == 1 then
     written[i] = 0
@@ -34,7 +37,7 @@ for i = 1, count do
       '{"scheduled_at":' .. score .. ',"enqueued_at":' .. ARGV[2] .. '}')
     expire_events(id, ARGV[base + 3])
     index_move(id, fn, nil, 'waiting', score)
-    if links[i] and links[i] ~= '' then chain_write(links[i], ARGV[base + 3]) end
+    if links and links[i] and links[i] ~= '' then chain_write(links[i], ARGV[base + 3]) end
     if not enqueued[fn] then
       enqueued[fn] = 0
       names[#names + 1] = fn
