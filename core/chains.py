@@ -79,13 +79,14 @@ class Child:
 
 
 @cache
-def _arguments_without(arguments: type[BaseModel], result_arg: str) -> type[BaseModel]:
-    """The child's argument model without the argument that receives the parent's result."""
+def arguments_without(arguments: type[BaseModel], result_arg: str) -> type[BaseModel]:
+    """The child's argument model without the argument that receives the parent's result (the API publishes
+    and checks a `then` entry's kwargs against it)."""
     fields: dict[str, Any] = {
         name: (info.annotation, info) for name, info in arguments.model_fields.items() if name != result_arg
     }
     config = ConfigDict(extra="forbid", allow_inf_nan=False, ser_json_inf_nan="constants")
-    model: type[BaseModel] = create_model(f"{arguments.__name__}Then", __config__=config, **fields)
+    model: type[BaseModel] = create_model(f"{arguments.__name__}Without_{result_arg}", __config__=config, **fields)
     return model
 
 
@@ -119,7 +120,7 @@ def prepare(parent: JobSpec, entries: Sequence[Then], loc: tuple[str | int, ...]
             problems.append({"loc": [*here, "result_arg"], "msg": misfit, "type": "result_type_mismatch"})
             continue
         try:
-            model = _arguments_without(entry.spec.arguments, entry.result_arg)
+            model = arguments_without(entry.spec.arguments, entry.result_arg)
             kwargs = model.model_validate(entry.kwargs).model_dump(mode="json")
             dumps_exact(kwargs)
         except ValidationError as exc:

@@ -7,7 +7,15 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from core import keys
 from core.attempts import Attempt
@@ -137,7 +145,23 @@ class ChainLinkView(BaseModel):
     children: list[ChainLinkView] = Field(default_factory=list, description="Jobs chained after this one.")
 
 
-class JobAccepted(BaseModel):
+# Chain and unique-job fields are left out of an answer unless set: a job using neither answers as before.
+WORKFLOW_FIELDS = ("existing", "children", "parent", "result_arg", "reason")
+
+
+class WithoutUnsetWorkflow(BaseModel):
+    @model_serializer(mode="wrap")
+    def _without_unset_workflow(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        # No return annotation: pydantic then publishes the model's own schema for what this returns.
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in WORKFLOW_FIELDS:
+                if name in data and data[name] in (None, False, []):
+                    del data[name]
+        return data
+
+
+class JobAccepted(WithoutUnsetWorkflow):
     job_id: str
     function: str
     status: JobState
@@ -237,7 +261,7 @@ class AttemptView(BaseModel):
         )
 
 
-class JobView(BaseModel):  # type: ignore[no-redef]  # pydantic's mypy plugin trips on a field named kwargs
+class JobView(WithoutUnsetWorkflow):  # type: ignore[no-redef]  # pydantic's mypy plugin trips on a field named kwargs
     job_id: str
     function: str | None
     kwargs: dict[str, Any]

@@ -49,7 +49,21 @@ def _invalid_per_schema(text: str, openapi: dict[str, object]) -> bool:
     return not jsonschema_rs.validator_for(schema).is_valid(json.loads(body["body"]))
 
 
+def _rejects_only_then(text: str) -> bool:
+    """A 422 whose every problem is inside a `then` entry."""
+    answer = re.search(r"`(\{\"detail\".*?\})`", text)
+    if answer is None:
+        return False
+    problems = json.loads(answer.group(1))["detail"]
+    return bool(problems) and all("then" in problem["loc"] for problem in problems)
+
+
 def _known(where: str, code: str, text: str, openapi: dict[str, object]) -> bool:
+    # A `then` entry is published as any function, argument and kwargs: whether they fit depend on the function
+    # named and on the parent's declared return type, which the schema of one entry does not say (a variant per
+    # function and argument made the document too large to fuzz). Its 422 names the field (core/chains.py).
+    if code == "ST202" and _rejects_only_then(text):
+        return True
     if code == "ST202" and where == "POST /v1/jobs/batch":
         return _invalid_per_schema(text, openapi)
     # `DELETE /v1/jobs/{id}` aborts a job; the aborted job stays readable (its status is the point), which

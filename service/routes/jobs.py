@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from core import job_index
 from core.abort import AbortOutcome, abort_job
-from core.chains import ChainInvalid, Child, Then
+from core.chains import ChainInvalid, Child, Then, arguments_without
 from core.codec import KIND_TYPES, ErrorKind
 from core.enqueue import DuplicateJob, Enqueued, InvalidBatchItem, JobRequest, enqueue, enqueue_many, prepare_many
 from core.exact_json import Unencodable
@@ -95,8 +95,11 @@ async def accepted_answer(
     return _accepted(function, enqueued)
 
 
-def chain_of(registry: Registry, entries: Sequence[ThenRequest], loc: tuple[str | int, ...]) -> tuple[Then, ...]:
-    """The `then` entries with their functions found; an unknown one is a 422 naming it (all of them at once)."""
+def chain_of(
+    registry: Registry, entries: Sequence[ThenRequest], loc: tuple[str | int, ...], settings: Settings
+) -> tuple[Then, ...]:
+    """The `then` entries with their functions found and their kwargs held to the published schema (as a job's
+    own kwargs are): a 422 naming every bad one at once. The rest is checked when the job is prepared."""
     problems: list[dict[str, Any]] = []
 
     def walk(items: Sequence[ThenRequest], here: tuple[str | int, ...]) -> tuple[Then, ...]:
@@ -107,6 +110,13 @@ def chain_of(registry: Registry, entries: Sequence[ThenRequest], loc: tuple[str 
             except UnknownFunction as exc:
                 problems.append(problem((*here, index, "function"), str(exc), "unknown_function"))
                 continue
+            if item.result_arg in spec.arguments.model_fields and item.result_arg not in item.kwargs:
+                without = replace(spec, arguments=arguments_without(spec.arguments, item.result_arg))
+                try:
+                    _checked(without, item.kwargs, (*here, index, "kwargs"), settings)
+                except KwargsInvalid as rejected:
+                    problems.extend(rejected.detail)
+                    continue
             made.append(Then(spec, item.result_arg, item.kwargs, walk(item.then, (*here, index, "then"))))
         return tuple(made)
 
@@ -161,7 +171,7 @@ async def enqueue_job(
     queue the job. A unique job whose key is held answers 200 with that job (`existing: true`)."""
     spec = registry.get(body.function)
     _checked(spec, body.kwargs, ("body", "kwargs"), settings)
-    then = chain_of(registry, body.then, ("body",)) if body.then else ()
+    then = chain_of(registry, body.then, ("body",), settings) if body.then else ()
     try:
         accepted = await enqueue(
             pool,
@@ -195,7 +205,7 @@ async def enqueue_batch(
             continue
         try:
             _checked(spec, item.kwargs, ("body", "jobs", index, "kwargs"), settings)
-            then = chain_of(registry, item.then, ("body", "jobs", index)) if item.then else ()
+            then = chain_of(registry, item.then, ("body", "jobs", index), settings) if item.then else ()
         except KwargsInvalid as rejected:
             invalid += rejected.detail  # reported with the rest; nothing of the batch is written
             continue

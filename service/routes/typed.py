@@ -101,7 +101,7 @@ async def _enqueue(
             job_id=options.job_id if options else None,
             defer_by=options.defer_by if options else None,
             defer_until=options.defer_until if options else None,
-            then=chain_of(registry, options.then, ("body",)) if options and options.then else (),
+            then=chain_of(registry, options.then, ("body",), settings) if options and options.then else (),
         )
     except (ValidationError, Unencodable) as exc:
         raise KwargsInvalid.of(exc, ("body",)) from None
