@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 # arq's own test suite runs in a venv of its own: it needs arq's older test dependencies (docs/arq-compatibility.md)
 ARQ_VENV := .venv-arq
 ARQ_STAMP := $(ARQ_VENV)/.installed
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser); `make install` adds it.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 DATA_DIR ?= .data
 
 .PHONY: help install run api worker check-worker test test-arq test-full lint typecheck check bench clean clean-data \
@@ -27,7 +30,11 @@ $(ARQ_STAMP): pyproject.toml
 	$(ARQ_VENV)/bin/pip install --quiet -e '.[arq-compat]'
 	touch $(ARQ_STAMP)
 
-install: $(STAMP)  ## create .venv and install the project with its dev tools
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium fonts-liberation
+
+install: $(STAMP) $(CHROMIUM)  ## create .venv and install the project with its dev tools (and Chromium, for the browser tests)
 
 run: $(STAMP)  ## API + worker + (embedded) Redis; Ctrl-C stops everything
 	$(BIN)/python run_platform.py
@@ -44,14 +51,14 @@ worker: $(STAMP)  ## one more worker against REDIS_URL (as many as you like)
 check-worker: $(STAMP)  ## exit 0 when a worker on QUEUE_NAME refreshed its health key recently
 	$(BIN)/arq --check worker.WorkerSettings
 
-test: $(STAMP) $(ARQ_STAMP)  ## the default suite: fast, real Redis, real worker, real app; then arq's own suite
+test: $(STAMP) $(ARQ_STAMP) $(CHROMIUM)  ## the default suite: fast, real Redis, real worker, real app; then arq's own suite
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-arq
 
 test-arq: $(ARQ_STAMP)  ## arq 0.28.0's own test suite against the platform's worker; ARGS='-k name' narrows it
 	$(ARQ_VENV)/bin/python -m compat.arq.run $(ARGS)
 
-test-full: $(STAMP) $(ARQ_STAMP)  ## the default suite plus the long fault-injection variants, then arq's own suite
+test-full: $(STAMP) $(ARQ_STAMP) $(CHROMIUM)  ## the default suite plus the long fault-injection variants, then arq's own suite
 	$(BIN)/pytest -q -m ''
 	$(MAKE) --no-print-directory test-arq
 
@@ -64,7 +71,7 @@ typecheck: $(STAMP)  ## mypy, strict
 
 check: lint typecheck test  ## lint, typecheck and test: what CI runs
 
-bench: $(STAMP)  ## raw arq vs the platform on its own Redis; writes docs/benchmarks.md (about 5 minutes)
+bench: $(STAMP)  ## raw arq vs the platform, then each issue's own figures against its targets; writes docs/benchmarks.md (about 10 minutes)
 	$(BIN)/pip install --quiet -e '.[dev,embedded,bench]'
 	BENCH_COMMAND='make bench' $(BIN)/python -m bench.run
 

@@ -7,12 +7,13 @@ the codec limits or the Redis they talk to.
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import re
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
 from arq.connections import RedisSettings
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SCOPES = ("enqueue", "read", "admin")
@@ -91,6 +92,13 @@ class Settings(BaseSettings):
         "not stored.",
     )
     result_wait_max_seconds: float = Field(30, ge=0, description="Upper bound of `GET /v1/jobs/{id}/result?wait=N`.")
+    sse_keepalive_seconds: float = Field(
+        15,
+        gt=0,
+        le=300,
+        description="An event stream (`/v1/jobs/{id}/events`, `/v1/events`) sends a comment this "
+        "often while no event comes, so proxies keep it open and a lost client is noticed.",
+    )
     heartbeat_every_seconds: int = Field(
         60, ge=1, description="Schedule of the `record_heartbeat` cron job; must divide 60 or be a multiple of 60."
     )
@@ -132,6 +140,11 @@ class Settings(BaseSettings):
         default_factory=lambda: list(LOOPBACK_HOSTS),
         description="Comma-separated names the `Host` header may carry (port ignored); `*` allows any.",
     )
+    api_publish_host: str | None = Field(
+        None,
+        description="The host address the API's port is published on (docker-compose.yml passes its own "
+        "API_PUBLISH_HOST, default 127.0.0.1); anything but loopback needs API_KEYS, or the API does not start.",
+    )
     max_request_bytes: int = Field(1 << 20, ge=1024, description="Largest request body; bigger is 413.")
     max_kwargs_bytes: int = Field(64 << 10, ge=64, description="Largest job kwargs, as JSON; bigger is 422.")
     max_kwargs_depth: int = Field(32, ge=1, le=100, description="Deepest nesting of job kwargs; deeper is 422.")
@@ -144,6 +157,12 @@ class Settings(BaseSettings):
     )
     max_waits_per_key: int = Field(
         32, ge=1, description="Result waits (`?wait=`) and event streams one key may hold open per API process."
+    )
+    dashboard_session_seconds: int = Field(
+        8 * 3600,
+        ge=60,
+        le=30 * 86_400,
+        description="How long a dashboard sign-in lasts (its session is kept in Redis; signing out ends it).",
     )
     redis_username: str | None = Field(None, description="Redis ACL user; overrides one given in REDIS_URL.")
     redis_password: SecretStr | None = Field(None, description="Redis password; overrides one given in REDIS_URL.")
@@ -167,6 +186,21 @@ class Settings(BaseSettings):
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip().lower() for part in re.split(r"[,\s]+", value) if part.strip()]
+        return value
+
+    @field_validator("api_publish_host")
+    @classmethod
+    def _wide_publication_needs_keys(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Published beyond this host, the API refuses to start without keys: ALLOW_ANONYMOUS (which Docker's
+        port mapping needs, since no client is on the container's loopback) is then never what serves it."""
+        if value is None or info.data.get("api_keys"):
+            return value
+        try:
+            local = value.strip().lower() == "localhost" or ipaddress.ip_address(value.strip()).is_loopback
+        except ValueError:
+            local = False
+        if not local:
+            raise ValueError(f"{value!r} is not a loopback address: set API_KEYS (`make key`) to publish there")
         return value
 
     @field_validator("api_keys")

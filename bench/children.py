@@ -6,18 +6,24 @@ then makes sure each one is gone (SIGTERM, then SIGKILL after a deadline), newes
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 STOP_TIMEOUT_S = 10.0
+
+
+class ChildFailed(RuntimeError):
+    """A child run for its output failed or took too long."""
 
 
 def child_env(redis_url: str, **extra: str) -> dict[str, str]:
@@ -66,6 +72,20 @@ class Children:
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         self._running.append((name, process))
         return process
+
+    def run_json(self, name: str, argv: list[str], env: dict[str, str], *, timeout_s: float) -> Any:
+        """Run `python argv...` to its end and return the JSON it printed on standard output; a child that fails
+        or outlives `timeout_s` is stopped and raises ChildFailed with the end of its standard error."""
+        process = self.spawn(name, argv, env, capture=True)
+        try:
+            out, err = process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            raise ChildFailed(f"{name} did not finish within {timeout_s:.0f} s") from exc
+        finally:
+            self.stop(process)
+        if process.returncode != 0:
+            raise ChildFailed(f"{name} failed: {err.decode(errors='replace')[-300:]}")
+        return json.loads(out)
 
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"

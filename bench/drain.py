@@ -13,7 +13,7 @@ import shutil
 import statistics
 import sys
 from dataclasses import replace
-from typing import Any
+from typing import Any, TextIO
 
 from arq.connections import ArqRedis
 
@@ -29,7 +29,11 @@ async def script_usec(redis: ArqRedis) -> int:
     return sum(int(stat["usec"]) for name, stat in info.items() if name in ("cmdstat_evalsha", "cmdstat_eval"))
 
 
-async def drain_rounds(children: Children, redis_url: str, rounds: int, jobs: int) -> list[dict[str, Any]]:
+async def drain_rounds(
+    children: Children, redis_url: str, rounds: int, jobs: int, out: TextIO | None = None
+) -> list[dict[str, Any]]:
+    """`rounds` one-worker drains of `jobs` no-op jobs; each round's row is printed as a JSON line to `out`
+    (standard output by default) as it ends."""
     redis = ArqRedis.from_url(redis_url)
     bench = Bench(children, redis, redis_url, replace(QUICK, drain_jobs=jobs))
     rows = []
@@ -54,7 +58,7 @@ async def drain_rounds(children: Children, redis_url: str, rounds: int, jobs: in
                 "redis_cpu_pct": round(drained["redis_cpu_pct"]),
                 "worker_cpu_pct": round(drained["workers_cpu_pct"]),
             }
-            print(json.dumps(row), flush=True)
+            print(json.dumps(row), file=out or sys.stdout, flush=True)
             rows.append(row)
     finally:
         await redis.aclose()
@@ -72,12 +76,15 @@ def main(argv: list[str] | None = None) -> int:
         redis = start_redis(free_port(), OUT / "drain-redis", appendonly=False, log_file=log_dir / "redis.log")
         children.adopt("redis", redis.process)
         rows = asyncio.run(drain_rounds(children, redis.url, args.rounds, args.jobs))
-    medians = {
+    print(json.dumps({"median": medians(rows)}), flush=True)
+    return 0
+
+
+def medians(rows: list[dict[str, Any]]) -> dict[str, float]:
+    return {
         key: statistics.median(row[key] for row in rows)
         for key in ("rate", "commands_per_job", "script_usec_per_job", "redis_cpu_pct", "worker_cpu_pct")
     }
-    print(json.dumps({"median": medians}), flush=True)
-    return 0
 
 
 if __name__ == "__main__":

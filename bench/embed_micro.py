@@ -1,5 +1,5 @@
 """Server-side cost of one enqueue per endpoint, in process: `python -m bench.embed_micro [--requests 500]
-[--rounds 15]`. Calls the ASGI app directly (no HTTP client, no network; the Redis round trips are real, to a
+[--rounds 15] [--json]`. Calls the ASGI app directly (no HTTP client, no network; the Redis round trips are real, to a
 throwaway redis-server), interleaving the variants round by round, and prints per request the best round's
 wall time and the median CPU time of the API process (which the Redis round trip does not blur), each with
 its cost over what it is compared with, as the median over rounds of the per-round ratio (the variants of a
@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +38,8 @@ async def call(app: Any, path: str, body: bytes) -> int:
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
         "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode())],
         "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": app_state,
     }  # fmt: skip
     status = 0
@@ -61,7 +64,9 @@ async def call(app: Any, path: str, body: bytes) -> int:
 app_state: dict[str, Any] = {}
 
 
-async def run(requests: int, rounds: int) -> None:
+async def run(requests: int, rounds: int) -> list[dict[str, Any]]:
+    """Per variant: the best round's wall µs and the median API CPU µs per request, and each one's cost over
+    its base (the median over rounds of the per-round ratio, minus one; None for a variant without a base)."""
     from asgi_lifespan import LifespanManager
 
     from bench.embed_app import app
@@ -80,19 +85,36 @@ async def run(requests: int, rounds: int) -> None:
                 timings[name].append((time.perf_counter() - started) / requests * 1e6)
                 cpu_timings[name].append((time.process_time() - cpu) / requests * 1e6)
                 await pool.flushdb()
-    best = {name: min(values) for name, values in timings.items()}
-    cpu = {name: statistics.median(values) for name, values in cpu_timings.items()}
 
-    def cost(values: dict[str, list[float]], name: str, base: str) -> str:
+    def cost(values: dict[str, list[float]], name: str, base: str | None) -> float | None:
         # Per round, then the median: a round's variants ran back to back, under the same load.
-        ratios = [a / b for a, b in zip(values[name], values[base], strict=True)]
-        return f"{100 * (statistics.median(ratios) - 1):+6.1f}%"
+        if base is None:
+            return None
+        return statistics.median(a / b for a, b in zip(values[name], values[base], strict=True)) - 1
+
+    return [
+        {
+            "variant": name,
+            "base": base,
+            "wall_us": min(timings[name]),
+            "wall_cost": cost(timings, name, base),
+            "cpu_us": statistics.median(cpu_timings[name]),
+            "cpu_cost": cost(cpu_timings, name, base),
+        }
+        for name, _path, _body, base in VARIANTS
+    ]
+
+
+def report(rows: list[dict[str, Any]]) -> None:
+    def pct(value: float | None) -> str:
+        return "" if value is None else f"{100 * value:+6.1f}%"
 
     print(f"{'variant':32} {'wall µs':>8} {'cost':>7} {'API CPU µs':>11} {'cost':>7}  vs")
-    for name, _path, _body, base in VARIANTS:
-        wall_cost = cost(timings, name, base) if base else ""
-        cpu_cost = cost(cpu_timings, name, base) if base else ""
-        print(f"{name:32} {best[name]:8.1f} {wall_cost:>7} {cpu[name]:11.1f} {cpu_cost:>7}  {base or ''}")
+    for row in rows:
+        print(
+            f"{row['variant']:32} {row['wall_us']:8.1f} {pct(row['wall_cost']):>7} {row['cpu_us']:11.1f} "
+            f"{pct(row['cpu_cost']):>7}  {row['base'] or ''}"
+        )
 
 
 # A child process that measures `POST /v1/jobs` of `service.main:app` in the tree it runs in (its cwd), so an
@@ -152,12 +174,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--baseline-dir", type=Path, help="also compare POST /v1/jobs with this older checkout")
+    parser.add_argument("--json", action="store_true", help="print the variants' figures as one JSON list")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data:
         redis = start_redis(free_port(), Path(data), appendonly=False)
         os.environ.update(REDIS_URL=redis.url, JOB_MODULES="jobs", LOG_LEVEL="WARNING")
         try:
-            asyncio.run(run(args.requests, args.rounds))
+            rows = asyncio.run(run(args.requests, args.rounds))
+            if args.json:
+                json.dump(rows, sys.stdout)
+            else:
+                report(rows)
             if args.baseline_dir:
                 compare_trees(args.baseline_dir.resolve(), args.requests * 4, args.rounds)
         finally:

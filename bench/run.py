@@ -1,7 +1,8 @@
 """`make bench` / `python -m bench.run [--quick]`: raw arq (defaults, tuned) and the platform, in one run.
 
 Starts its own redis-server on a free port (never the machine's 6379), runs interleaved rounds
-(arq defaults, arq tuned, platform, arq defaults, ...), prints medians and ratios, writes
+(arq defaults, arq tuned, platform, arq defaults, ...), prints medians and ratios, then runs each issue's own
+measurements as stages (bench/issue_stages.py), each printed with its targets and whether they were met, writes
 `docs/benchmarks.md` and `docs/benchmarks.png` (`--quick` writes them under `bench/out/` instead), and
 stops every process it started, on Ctrl-C or error too. It never fails on a timing.
 """
@@ -31,8 +32,9 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from bench import micro
-from bench.children import OUT, ROOT, Children, child_env
+from bench.children import OUT, ROOT, ChildFailed, Children, child_env
 from bench.docs import write_markdown
+from bench.issue_stages import FULL_ISSUES, QUICK_ISSUES, STAGES, IssueSizes, Stage, run_stage
 from bench.measure import (
     FULL,
     QUICK,
@@ -152,20 +154,31 @@ async def run_all(
 
 def run_micro(children: Children, redis_url: str) -> tuple[list[micro.Micro], list[str]]:
     """`python -m bench.micro` in its own process, since it sets up logging the way the worker does."""
-    process = children.spawn("micro", ["-m", "bench.micro"], child_env(redis_url), capture=True)
     try:
-        out, err = process.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        return [], ["micro-benchmarks did not finish within 120 s"]
-    finally:
-        children.stop(process)
-    if process.returncode != 0:
-        return [], [f"micro-benchmarks failed: {err.decode(errors='replace')[-300:]}"]
-    data = json.loads(out)
+        data = children.run_json("micro", ["-m", "bench.micro"], child_env(redis_url), timeout_s=120)
+    except ChildFailed as exc:
+        return [], [f"micro-benchmarks: {exc}"]
     pieces = [
         (str(label), float(ours), None if theirs is None else float(theirs)) for label, ours, theirs in data["pieces"]
     ]
     return pieces, [str(note) for note in data["notes"]]
+
+
+def run_issue_stages(children: Children, redis_url: str, sizes: IssueSizes) -> list[Stage]:
+    """Each issue's own measurements, one stage after another, each printed with its targets as it ends."""
+    stages = []
+    for spec in STAGES:
+        log(f"issue {', '.join(str(n) for n in spec.issues)}: {spec.title} ({spec.command(sizes)})")
+        started = time.monotonic()
+        measured = run_stage(spec, children, redis_url, sizes)
+        print(f"\nissue {', '.join(str(n) for n in spec.issues)}: {spec.title}, {time.monotonic() - started:.0f} s")
+        if measured.figures:
+            print(as_text(measured.rows()))
+        for note in measured.notes:
+            print(f"note: {note}")
+        sys.stdout.flush()
+        stages.append(measured)
+    return stages
 
 
 def machine_facts(redis_version: str) -> dict[str, str]:
@@ -237,10 +250,13 @@ def _installed(name: str) -> bool:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--quick", action="store_true", help="one short round (under a minute), output under bench/out/"
+        "--quick",
+        action="store_true",
+        help="one short round and small issue stages (a few minutes), output under bench/out/",
     )
     parser.add_argument("--rounds", type=int, help="override the number of interleaved rounds")
     parser.add_argument("--systems", help="comma-separated subset of: " + ", ".join(s.key for s in SYSTEMS))
+    parser.add_argument("--no-issues", action="store_true", help="skip the issues' own stages (8 to 11)")
     parser.add_argument("--out", type=Path, help="where benchmarks.md and benchmarks.png go (default: docs/)")
     return parser.parse_args(argv)
 
@@ -248,6 +264,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes: Sizes = QUICK if args.quick else FULL
+    issue_sizes = QUICK_ISSUES if args.quick else FULL_ISSUES
     if args.rounds:
         sizes = replace(sizes, rounds=args.rounds)
     systems = [s for s in SYSTEMS if not args.systems or s.key in args.systems.split(",")]
@@ -269,30 +286,41 @@ def main(argv: list[str] | None = None) -> int:
             log("in-process CPU costs (bench/micro.py)")
             pieces, micro_notes = run_micro(children, redis.url)
             notes += micro_notes
+            summary = summarize(results, systems)
+            print()
+            print(as_text(table_rows(summary)))
+            print()
+            print(as_text(command_rows(summary)))
+            if pieces:
+                print()
+                print(as_text(micro.rows(pieces)))
+            notes += [f"round {r.round}, {r.system}: {note}" for r in results for note in r.notes]
+            for note in notes:
+                print(f"note: {note}")
+            stages = [] if args.no_issues else run_issue_stages(children, redis.url, issue_sizes)
     except KeyboardInterrupt:
         log("interrupted: every process the benchmark started has been stopped")
         return 130
     elapsed_s = time.monotonic() - started
     if code_fingerprint() != fingerprint:
         notes.append("the platform's source changed on disk during this run: its figures may mix versions")
-    summary = summarize(results, systems)
-    table, commands = table_rows(summary), command_rows(summary)
-    print()
-    print(as_text(table))
-    print()
-    print(as_text(commands))
-    if pieces:
-        print()
-        print(as_text(micro.rows(pieces)))
-    notes += [f"round {r.round}, {r.system}: {note}" for r in results for note in r.notes]
-    for note in notes:
-        print(f"note: {note}")
     print(f"\n{sizes.rounds} round(s), medians; took {elapsed_s:.0f} s; command: {command}")
     (OUT / "results.json").write_text(
-        json.dumps({"facts": facts, "sizes": asdict(sizes), "results": [asdict(r) for r in results]}, indent=1)
+        json.dumps(
+            {
+                "facts": facts,
+                "sizes": asdict(sizes),
+                "results": [asdict(r) for r in results],
+                "issue_sizes": asdict(issue_sizes),
+                "issue_stages": [asdict(s) for s in stages],
+            },
+            indent=1,
+        )
     )
     plotted = write_plot(summary, docs_dir / "benchmarks.png")
-    write_markdown(docs_dir / "benchmarks.md", summary, facts, sizes, command, elapsed_s, plotted, notes, pieces)
+    write_markdown(
+        docs_dir / "benchmarks.md", summary, facts, sizes, command, elapsed_s, plotted, notes, pieces, stages
+    )
     log(
         f"wrote {docs_dir / 'benchmarks.md'}"
         + (f" and {docs_dir / 'benchmarks.png'}" if plotted else " (no matplotlib: no plot)")

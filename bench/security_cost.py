@@ -4,6 +4,9 @@ and the body guard on), alternated on one Redis, measured with the benchmark's o
 
 `python -m bench.security_cost --before 53633a5 [--rounds 3] [--duration 5]` prints one line per run and the
 medians. Both run uvicorn the way `make bench` does (`uvicorn service.main:app`, one process).
+
+`--before unguarded` compares with this tree's own API with the layer taken out (`bench.security_off:app`),
+so the difference is the layer alone, not every other change since an older revision.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 import urllib.request
 from io import BytesIO
 from pathlib import Path
+from typing import Any, TextIO
 
 from core.embedded_redis import free_port, start_redis
 from service.mint_key import mint
@@ -58,12 +62,14 @@ def queued(redis_url: str) -> int:
     return int(answer.stdout.strip() or 0)
 
 
-def run_once(tree: Path, redis_url: str, env_extra: dict[str, str], headers: list[str], duration: float) -> dict:
+def run_once(
+    tree: Path, redis_url: str, env_extra: dict[str, str], headers: list[str], duration: float, app: str
+) -> dict[str, Any]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME", "LANG")}
     env.update(REDIS_URL=redis_url, JOB_MODULES="jobs,bench.noop_jobs", LOG_LEVEL="WARNING", PYTHONPATH=str(tree))
     env.update(env_extra)
-    argv = [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
     api = subprocess.Popen(argv, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_healthy(port)
@@ -73,7 +79,7 @@ def run_once(tree: Path, redis_url: str, env_extra: dict[str, str], headers: lis
             load += ["--header", header]
         cpu_before = cpu_seconds(api.pid)
         out = subprocess.run(load, cwd=ROOT, capture_output=True, text=True, check=True).stdout
-        result: dict = json.loads(out)
+        result: dict[str, Any] = json.loads(out)
         result["cpu_us_per_request"] = (cpu_seconds(api.pid) - cpu_before) / max(1, queued(redis_url)) * 1e6
         return result
     finally:
@@ -81,44 +87,83 @@ def run_once(tree: Path, redis_url: str, env_extra: dict[str, str], headers: lis
         api.wait(10)
 
 
+def compare(
+    before: str, rounds: int, duration: float, redis_url: str, out: TextIO | None = None
+) -> dict[str, dict[str, list[float]]]:
+    """`rounds` rounds of before then after on the Redis at `redis_url` (flushed before each run), one line
+    printed per run to `out` (standard output by default); returns req/s and API CPU µs per request, by system."""
+    key, entry = mint("bench", ["enqueue"])
+    with tempfile.TemporaryDirectory() as tmp:
+        if before == "unguarded":
+            before_tree, before_app = ROOT, "bench.security_off:app"
+        else:
+            before_tree, before_app = export(before, Path(tmp) / "before"), "service.main:app"
+        systems = {
+            "before": (before_tree, {}, [], before_app),
+            "after": (
+                ROOT,
+                {"API_KEYS": json.dumps([entry.model_dump(mode="json")]), "RATE_LIMIT_PER_MINUTE": "1000000"},
+                [f"Authorization: Bearer {key}"],
+                "service.main:app",
+            ),
+        }
+        rates: dict[str, list[float]] = {name: [] for name in systems}
+        cpu: dict[str, list[float]] = {name: [] for name in systems}
+        for round_ in range(1, rounds + 1):
+            for name, (tree, env_extra, headers, app) in systems.items():
+                subprocess.run(["redis-cli", "-u", redis_url, "FLUSHALL"], capture_output=True, check=False)
+                result = run_once(tree, redis_url, env_extra, headers, duration, app)
+                rates[name].append(result["rps"])
+                cpu[name].append(result["cpu_us_per_request"])
+                print(
+                    f"round {round_} {name:6} {result['rps']:8.0f} req/s  "
+                    f"{result['cpu_us_per_request']:6.0f} µs CPU/request  p50 {result['p50_ms']:.2f} ms  "
+                    f"p99 {result['p99_ms']:.2f} ms  statuses {result['statuses']}  errors {result['errors']}",
+                    file=out or sys.stdout,
+                    flush=True,
+                )
+    return {"rps": rates, "cpu_us": cpu}
+
+
+def summary(measured: dict[str, dict[str, list[float]]]) -> dict[str, float]:
+    """Medians, and the medians of the per-round after/before ratios minus one (a cost is negative for req/s)."""
+    rates, cpu = measured["rps"], measured["cpu_us"]
+    # Each round ran before and after back to back, under the same load from whatever else the machine runs:
+    # the median of the per-round ratios is steadier than the ratio of the medians.
+    paired = statistics.median(a / b for a, b in zip(rates["after"], rates["before"], strict=True))
+    cpu_paired = statistics.median(a / b for a, b in zip(cpu["after"], cpu["before"], strict=True))
+    return {
+        "before_rps": statistics.median(rates["before"]),
+        "after_rps": statistics.median(rates["after"]),
+        "paired_rps_change": paired - 1,
+        "before_cpu_us": statistics.median(cpu["before"]),
+        "after_cpu_us": statistics.median(cpu["after"]),
+        "paired_cpu_change": cpu_paired - 1,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", required=True, help="git revision without the security layer")
+    parser.add_argument(
+        "--before", required=True, help="git revision without the security layer, or `unguarded` (this tree without it)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
     args = parser.parse_args()
-    key, entry = mint("bench", ["enqueue"])
     with tempfile.TemporaryDirectory() as tmp:
-        before = export(args.before, Path(tmp) / "before")
         redis = start_redis(free_port(), Path(tmp) / "redis", appendonly=False)
         try:
-            systems = {
-                "before": (before, {}, []),
-                "after": (
-                    ROOT,
-                    {"API_KEYS": json.dumps([entry.model_dump(mode="json")]), "RATE_LIMIT_PER_MINUTE": "1000000"},
-                    [f"Authorization: Bearer {key}"],
-                ),
-            }
-            rates: dict[str, list[float]] = {name: [] for name in systems}
-            cpu: dict[str, list[float]] = {name: [] for name in systems}
-            for round_ in range(1, args.rounds + 1):
-                for name, (tree, env_extra, headers) in systems.items():
-                    subprocess.run(["redis-cli", "-u", redis.url, "FLUSHALL"], capture_output=True, check=False)
-                    result = run_once(tree, redis.url, env_extra, headers, args.duration)
-                    rates[name].append(result["rps"])
-                    cpu[name].append(result["cpu_us_per_request"])
-                    print(
-                        f"round {round_} {name:6} {result['rps']:8.0f} req/s  "
-                        f"{result['cpu_us_per_request']:6.0f} µs CPU/request  p50 {result['p50_ms']:.2f} ms  "
-                        f"p99 {result['p99_ms']:.2f} ms  statuses {result['statuses']}  errors {result['errors']}",
-                        flush=True,
-                    )
+            figures = summary(compare(args.before, args.rounds, args.duration, redis.url))
         finally:
             redis.stop()
-    before_rps, after_rps = statistics.median(rates["before"]), statistics.median(rates["after"])
+    before_rps, after_rps = figures["before_rps"], figures["after_rps"]
     print(
         f"median before {before_rps:.0f} req/s, after {after_rps:.0f} req/s: {100 * (after_rps / before_rps - 1):+.1f}%"
+    )
+    print(
+        f"median of per-round ratios: throughput {100 * figures['paired_rps_change']:+.1f}%; API CPU per request "
+        f"{figures['before_cpu_us']:.0f} -> {figures['after_cpu_us']:.0f} µs "
+        f"({100 * figures['paired_cpu_change']:+.1f}%)"
     )
 
 

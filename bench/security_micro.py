@@ -4,13 +4,17 @@ and without its guard (service/guard.py: Host and headers, a key checked, the ra
 read and parsed), batches interleaved, the fastest batch of each kept; (2) the guard alone in front of a
 trivial app, and `check_kwargs` (in the route), fastest of many batches.
 
-`python -m bench.security_micro` (starts its own redis-server) prints µs per request and the share.
+`python -m bench.security_micro [--batches 40] [--json]` (starts its own redis-server) prints µs per request and
+the share.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import os
+import sys
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -19,6 +23,7 @@ from typing import Any
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
+from bench.security_off import without_security_layer
 from core.embedded_redis import free_port, start_redis
 from core.registry import load_job_modules
 from service.app import create_app
@@ -58,21 +63,22 @@ async def _post(app: Any, headers: list[tuple[bytes, bytes]], state: dict[str, A
     return status
 
 
-async def measure(redis_url: str) -> None:
+async def measure(redis_url: str, batches: int = BATCHES) -> dict[str, float]:
+    """µs per request: the whole request without and with the layer (fastest of `batches` batches), each guard
+    alone and `check_kwargs` alone, and the layer's share of a request."""
     key, entry = mint("bench", ["enqueue"])
     settings = Settings(
         redis_url=redis_url, job_modules=["jobs", "bench.noop_jobs"], log_level="WARNING", log_format="json",
         api_keys=[entry], rate_limit_per_minute=int(os.environ.get("RL", "10000000")),
     )  # fmt: skip
     guarded = create_app(settings)
-    bare = create_app(settings)
-    bare.user_middleware.clear()  # the same app without its guards (the stack is built on first call)
+    bare = without_security_layer(create_app(settings))  # the stack is built on first call
     base = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"), (b"content-length", b"34")]
     headers = {"guarded": [*base, (b"authorization", f"Bearer {key}".encode())], "bare": base}
     best = {"guarded": float("inf"), "bare": float("inf")}
     async with LifespanManager(guarded) as on, LifespanManager(bare) as off:
         running = {"guarded": on, "bare": off}
-        for _ in range(BATCHES):
+        for _ in range(batches):
             for name in ("guarded", "bare"):
                 manager = running[name]
                 state = manager._state  # what uvicorn copies into each request's scope
@@ -86,12 +92,28 @@ async def measure(redis_url: str) -> None:
         check_kwargs(spec, {}, ("body", "kwargs"), 65_536, 32)
     kwargs_us = (time.perf_counter() - started) / 100_000 * 1e6
     guards_us = await _guards_alone(settings, guarded, headers["guarded"])
-    bare_us, guarded_us = best["bare"] * 1e6, best["guarded"] * 1e6
+    bare_us = best["bare"] * 1e6
     layer_us = sum(guards_us.values()) + kwargs_us
-    print(f"(1) whole request, fastest batch of {BATCH}: without guards {bare_us:.0f} µs, with {guarded_us:.0f} µs")
-    parts = ", ".join(f"{name} {us:.1f}" for name, us in guards_us.items())
-    print(f"(2) alone: {parts}, check_kwargs {kwargs_us:.1f} µs: {layer_us:.0f} µs a request,")
-    share = 100 * layer_us / (bare_us + layer_us)
+    return {
+        "bare_us": bare_us,
+        "guarded_us": best["guarded"] * 1e6,
+        "whole_request_change": best["guarded"] / best["bare"] - 1,
+        "guard_us": sum(guards_us.values()),
+        "check_kwargs_us": kwargs_us,
+        "layer_us": layer_us,
+        "layer_share": layer_us / (bare_us + layer_us),
+    }
+
+
+def report(figures: dict[str, float]) -> None:
+    bare_us, layer_us = figures["bare_us"], figures["layer_us"]
+    print(
+        f"(1) whole request, fastest batch of {BATCH}: without guards {bare_us:.0f} µs, "
+        f"with {figures['guarded_us']:.0f} µs"
+    )
+    print(f"(2) alone: Guard {figures['guard_us']:.1f}, check_kwargs {figures['check_kwargs_us']:.1f} µs: "
+          f"{layer_us:.0f} µs a request,")  # fmt: skip
+    share = 100 * figures["layer_share"]
     print(
         f"    {share:.1f}% of a {bare_us + layer_us:.0f} µs request, so about {share:.1f}% of single-process throughput"
     )
@@ -106,8 +128,8 @@ async def _guards_alone(settings: Settings, app: FastAPI, headers: list[tuple[by
         await send({"type": "http.response.body", "body": b"{}"})
 
     async def call(target: Any) -> None:
-        scope = {"type": "http", "method": "POST", "path": "/v1/jobs", "headers": headers, "client": ("127.0.0.1", 1)}
-        scope.update(state={}, root_path="")
+        scope: dict[str, Any] = {"type": "http", "method": "POST", "path": "/v1/jobs", "headers": headers}
+        scope.update(client=("127.0.0.1", 1), state={}, root_path="")
 
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": BODY, "more_body": False}
@@ -129,12 +151,20 @@ async def _guards_alone(settings: Settings, app: FastAPI, headers: list[tuple[by
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.security_micro", description=__doc__.split("\n")[0])
+    parser.add_argument("--batches", type=int, default=BATCHES, help="batches of each app, interleaved")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = parser.parse_args()
     with TemporaryDirectory() as tmp:
         redis = start_redis(free_port(), Path(tmp), appendonly=False)
         try:
-            asyncio.run(measure(redis.url))
+            figures = asyncio.run(measure(redis.url, args.batches))
         finally:
             redis.stop()
+    if args.json:
+        json.dump(figures, sys.stdout)
+    else:
+        report(figures)
 
 
 if __name__ == "__main__":

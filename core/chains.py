@@ -184,5 +184,5 @@ def child_payloads(parent_id: str, chain: list[Any], result_json: bytes, now_ms:
         if not (isinstance(job_id, str) and isinstance(function, str) and isinstance(arg, str)):
             continue
         extra = parent + (b',"c":' + dumps_exact(entry["c"]) if entry.get("c") else b"")
-        made.append((job_id, function, wire.encode_job(function, {**entry["k"], arg: value}, now_ms, extra)))
+        made.append((job_id, function, wire.encode_job(function, {**entry["k"], arg: value}, now_ms, None, extra)))
     return made

@@ -18,7 +18,7 @@ from arq.connections import ArqRedis
 from arq.jobs import serialize_job
 from pydantic import ValidationError
 
-from core import chains, keys, unique, wire
+from core import chains, correlation, keys, unique, wire
 from core.chains import ChainInvalid, Child, Then
 from core.context import JobContext
 from core.exact_json import Unencodable, dumps_exact
@@ -79,7 +79,9 @@ class JobRequest:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class Prepared:
+    """One job validated and encoded (`prepare_many`), ready to write (`write_many`)."""
+
     job_id: str
     function: str
     payload: bytes
@@ -96,7 +98,7 @@ def _now_ms_precision() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-def _prepare(request: JobRequest, now: datetime, expires_after_ms: int) -> _Prepared:
+def _prepare(request: JobRequest, now: datetime, expires_after_ms: int) -> Prepared:
     """Validate and encode one job (raises ValidationError, Unencodable for a value JSON cannot carry, or
     ChainInvalid for a bad `then` entry)."""
     wire_kwargs = request.spec.json_kwargs(request.kwargs)
@@ -115,13 +117,13 @@ def _prepare(request: JobRequest, now: datetime, expires_after_ms: int) -> _Prep
         extra += chains.payload_fields(children)
     if unique_key is not None:
         extra += b',"u":' + dumps_exact(unique_key)
-    payload = wire.encode_job(request.spec.name, wire_kwargs, now_ms, extra)
+    payload = wire.encode_job(request.spec.name, wire_kwargs, now_ms, correlation.for_job(), extra)
     accepted = Enqueued(job_id, now, max(scheduled_at, now), children=children)
     records = chains.records(job_id, children) if children else None
-    return _Prepared(job_id, request.spec.name, payload, score, expires_ms, accepted, unique_key, records)
+    return Prepared(job_id, request.spec.name, payload, score, expires_ms, accepted, unique_key, records)
 
 
-async def _write(pool: ArqRedis, queue_name: str, prepared: Sequence[_Prepared]) -> list[bool | str]:
+async def _write(pool: ArqRedis, queue_name: str, prepared: Sequence[Prepared]) -> list[bool | str]:
     """One script call for all of them: True written, False the id exists, or the id of the unique job that
     holds the item's key."""
     script_keys = [queue_name, keys.wake(queue_name)]
@@ -137,7 +139,7 @@ async def _write(pool: ArqRedis, queue_name: str, prepared: Sequence[_Prepared])
     return [flag.decode() if isinstance(flag, bytes) else bool(flag) for flag in written]
 
 
-def _existing(item: _Prepared, holder: str) -> Enqueued:
+def _existing(item: Prepared, holder: str) -> Enqueued:
     return Enqueued(holder, item.accepted.enqueued_at, item.accepted.scheduled_at, existing=True)
 
 
@@ -169,37 +171,47 @@ async def enqueue_many(
     pool: ArqRedis, requests: Sequence[JobRequest], *, queue_name: str | None = None
 ) -> list[Enqueued | DuplicateJob]:
     """Enqueue many jobs in one atomic call; validates all of them first and raises InvalidBatchItem naming
-    every bad one (an id given twice in the batch is one); an existing id is a DuplicateJob in its place, a
-    unique job whose key is held (by an earlier item of the batch too) the job that holds it (`existing`)."""
-    prepared = prepare_many(requests, pool.expires_extra_ms)
+    every bad one; an existing id is a DuplicateJob in its place, and so is an id given again in the batch
+    (the same id is the same job: the first one given is written). A unique job whose key is held (by an earlier
+    job of the batch too) is the job that holds it (`existing`)."""
+    return await write_many(pool, prepare_many(requests, pool.expires_extra_ms), queue_name=queue_name)
+
+
+async def write_many(
+    pool: ArqRedis, prepared: Sequence[Prepared], *, queue_name: str | None = None
+) -> list[Enqueued | DuplicateJob]:
+    """Write jobs `prepare_many` validated and encoded, in one atomic call (what `enqueue_many` does after
+    preparing; a caller that prepared them earlier, to report errors at once, does not pay for it twice)."""
     if not prepared:
         return []
-    written = await _write(pool, queue_name or pool.default_queue_name, prepared)
-    return [
-        _existing(item, ok) if isinstance(ok, str) else item.accepted if ok else DuplicateJob(item.job_id)
-        for item, ok in zip(prepared, written, strict=True)
-    ]
+    first: dict[str, Prepared] = {}  # each id once: the first job given with it
+    for item in prepared:
+        first.setdefault(item.job_id, item)
+    written = dict(
+        zip(first, await _write(pool, queue_name or pool.default_queue_name, list(first.values())), strict=True)
+    )
+    answers: list[Enqueued | DuplicateJob] = []
+    for item in prepared:
+        ok = written[item.job_id]
+        if first[item.job_id] is not item:
+            answers.append(DuplicateJob(item.job_id))
+        elif isinstance(ok, str):
+            answers.append(_existing(item, ok))
+        else:
+            answers.append(item.accepted if ok else DuplicateJob(item.job_id))
+    return answers
 
 
-def prepare_many(requests: Sequence[JobRequest], expires_after_ms: int) -> list[_Prepared]:
+def prepare_many(requests: Sequence[JobRequest], expires_after_ms: int) -> list[Prepared]:
     """Validate and encode a batch; raises InvalidBatchItem naming every bad item."""
     now = _now_ms_precision()
-    prepared: list[_Prepared] = []
+    prepared: list[Prepared] = []
     errors: dict[int, ValidationError | Unencodable | ValueError] = {}
-    seen: dict[str, int] = {}
     for index, request in enumerate(requests):
         try:
-            item = _prepare(request, now, expires_after_ms)
+            prepared.append(_prepare(request, now, expires_after_ms))
         except (ValidationError, Unencodable, ChainInvalid) as exc:
             errors[index] = exc
-            continue
-        if request.job_id is not None and request.job_id in seen:
-            errors[index] = ValueError(
-                f"job_id {request.job_id!r} is given twice in the batch (job {seen[request.job_id]})"
-            )
-            continue
-        seen[item.job_id] = index
-        prepared.append(item)
     if errors:
         raise InvalidBatchItem(errors)
     return prepared
@@ -223,7 +235,7 @@ async def enqueue_tick(
     payload = serialize_job(function, (), kwargs or {}, None, now_ms, serializer=pool.job_serializer)
     expires_ms = max(score - now_ms, 0) + pool.expires_extra_ms
     job_id = job_id or uuid4().hex
-    tick = _Prepared(job_id, function, payload, score, expires_ms, Enqueued(job_id, now, scheduled))
+    tick = Prepared(job_id, function, payload, score, expires_ms, Enqueued(job_id, now, scheduled))
     (written,) = await _write(pool, queue_name, [tick])
     return written is True
 

@@ -3,13 +3,14 @@ between bounded sorted sets in the same call, so search needs no `KEYS` or `SCAN
 state. This module owns the layout and the reads.
 
 Layout:
-- `platform:jobs:<state>:<function>`: one sorted set per index state and function, member the job id, score
-  the time of the job's latest change in ms: for `waiting`, when it is (or was) due (the queue's own score, so
-  `queued` and `deferred` are the two sides of now); for `in_progress` when it was claimed; for the final
-  states (`complete`, `failed`, `dead`, `aborted`) when it ended.
+- `platform:jobs:<function>`: one sorted set per function, member the job id, score the band of its index state
+  (`STATES.index(state) * BAND`) plus the time of the job's latest change in ms: for `waiting`, when it is (or
+  was) due (the queue's own score, so `queued` and `deferred` are the two sides of now); for `in_progress` when
+  it was claimed; for the final states (`complete`, `failed`, `dead`, `aborted`) when it ended. A change of
+  state is one ZADD; a state's jobs are one score range.
 - `platform:jobs:functions`: every function the index has seen.
-A job is in one set at a time. Final sets are trimmed by the worker's heartbeat as results expire (and to at
-most INDEX_MAX ids each); an id whose job expired otherwise (its event stream gone) is dropped when read.
+Final states are trimmed by the workers' heartbeats as results expire (and to at most INDEX_MAX ids each); an
+id whose job expired otherwise (its event stream gone) is dropped when read.
 """
 
 from __future__ import annotations
@@ -21,18 +22,19 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from arq.connections import ArqRedis
-from redis.asyncio.client import Pipeline
 
 from core import events
 
 PREFIX = "platform:jobs:"
 FUNCTIONS = PREFIX + "functions"
 INDEX_MAX = 10_000
-# Index states: a waiting job is queued or deferred by its score (now splits them).
+BAND = 10**13  # above any time in ms for centuries, and six bands stay exact in a double
+# Index states, in band order: a waiting job is queued or deferred by its time (now splits them).
 WAITING = "waiting"
 IN_PROGRESS = "in_progress"
 FINAL_STATES = ("complete", "failed", "dead", "aborted")
 INDEX_STATES = (WAITING, IN_PROGRESS, *FINAL_STATES)
+LAST_MS = BAND - 1
 
 
 class SearchStatus(StrEnum):
@@ -48,8 +50,12 @@ class SearchStatus(StrEnum):
     aborted = "aborted"
 
 
-def key(state: str, function: str) -> str:
-    return f"{PREFIX}{state}:{function}"
+def key(function: str) -> str:
+    return f"{PREFIX}{function}"
+
+
+def score(state: str, ms: int) -> int:
+    return INDEX_STATES.index(state) * BAND + ms
 
 
 class BadCursor(ValueError):
@@ -108,26 +114,42 @@ def _text(value: bytes | str) -> str:
 
 @dataclass(frozen=True)
 class _Source:
-    """One sorted set to page through, and the status of what it holds within [low, high]."""
+    """One function's jobs in one status: the times [low_ms, high_ms] of one band of its set."""
 
-    key: str
     function: str
     status: SearchStatus
-    low: str  # a ZRANGEBYSCORE bound
-    high: float | None  # None: +inf
+    base: int  # the band's first score
+    low_ms: int
+    high_ms: int
+
+    def bounds(self, after: Position | None) -> list[tuple[str, str]]:
+        """ZRANGEBYSCORE (max, min) bounds to read past `after`: its millisecond (read whole, to be ordered by
+        id) and the older ones; nothing outside this source's times."""
+        low = str(self.base + self.low_ms)
+        if after is None:
+            return [(str(self.base + self.high_ms), low)]
+        ranges = []
+        if self.low_ms <= after.score <= self.high_ms:
+            ranges.append((str(self.base + after.score), str(self.base + after.score)))
+        if after.score <= self.high_ms:
+            ranges.append((f"({self.base + after.score}", low))
+        else:
+            ranges.append((str(self.base + self.high_ms), low))
+        return ranges
 
 
 def _sources(functions: Iterable[str], status: SearchStatus | None, now_ms: int) -> list[_Source]:
     sources = []
     for function in functions:
         for state in INDEX_STATES:
+            base = score(state, 0)
             if state == WAITING:
                 if status in (None, SearchStatus.deferred):
-                    sources.append(_Source(key(state, function), function, SearchStatus.deferred, f"({now_ms}", None))
+                    sources.append(_Source(function, SearchStatus.deferred, base, now_ms + 1, LAST_MS))
                 if status in (None, SearchStatus.queued):
-                    sources.append(_Source(key(state, function), function, SearchStatus.queued, "-inf", now_ms))
+                    sources.append(_Source(function, SearchStatus.queued, base, 0, now_ms))
             elif status in (None, SearchStatus(state)):
-                sources.append(_Source(key(state, function), function, SearchStatus(state), "-inf", None))
+                sources.append(_Source(function, SearchStatus(state), base, 0, LAST_MS))
     return sources
 
 
@@ -139,52 +161,39 @@ async def functions(redis: ArqRedis, known: Iterable[str] = ()) -> list[str]:
 
 async def counts(redis: ArqRedis, names: Sequence[str], now_ms: int) -> tuple[dict[str, int], dict[str, int]]:
     """Jobs per status and per function, over the whole index, in one round trip."""
+    sources = _sources(names, None, now_ms)
     async with redis.pipeline(transaction=False) as pipe:
-        for function in names:
-            pipe.zcount(key(WAITING, function), "-inf", now_ms)
-            pipe.zcount(key(WAITING, function), f"({now_ms}", "+inf")
-            for state in (IN_PROGRESS, *FINAL_STATES):
-                pipe.zcard(key(state, function))
+        for source in sources:
+            pipe.zcount(key(source.function), source.base + source.low_ms, source.base + source.high_ms)
         replies = await pipe.execute()
-    statuses = [SearchStatus.queued, SearchStatus.deferred, SearchStatus.in_progress, *map(SearchStatus, FINAL_STATES)]
     by_status = dict.fromkeys(map(str, SearchStatus), 0)
     by_function: dict[str, int] = {}
-    for index, function in enumerate(names):
-        row = replies[index * len(statuses) : (index + 1) * len(statuses)]
-        for status, count in zip(statuses, row, strict=True):
-            by_status[status] += int(count)
-        if total := sum(int(count) for count in row):
-            by_function[function] = total
+    for source, count in zip(sources, replies, strict=True):
+        by_status[source.status] += int(count)
+        if count:
+            by_function[source.function] = by_function.get(source.function, 0) + int(count)
     return by_status, by_function
-
-
-def _in_range(source: _Source, score: int) -> bool:
-    above_low = source.low == "-inf" or score > int(source.low.lstrip("("))
-    return above_low and (source.high is None or score <= source.high)
 
 
 async def _candidates(
     redis: ArqRedis, sources: list[_Source], after: Position | None, want: int
 ) -> list[tuple[int, str, _Source]]:
-    """Up to `want` items of each source past `after`, merged newest first. Past a cursor, the items sharing
-    its millisecond are read apart (all of them, each ordered by id), the older ones by an exclusive bound."""
+    """Up to `want` items of each source past `after`, merged newest first (by time, then id)."""
     queries: list[_Source] = []
     async with redis.pipeline(transaction=False) as pipe:
         for source in sources:
-            high: float | str = "+inf" if source.high is None else source.high
-            if after is not None:
-                if _in_range(source, after.score):
-                    pipe.zrevrangebyscore(source.key, after.score, after.score, withscores=True)
-                    queries.append(source)
-                if source.high is None or after.score <= source.high:
-                    high = f"({after.score}"
-            pipe.zrevrangebyscore(source.key, high, source.low, start=0, num=want, withscores=True)
-            queries.append(source)
+            for high, low in source.bounds(after):
+                exact = high == low
+                pipe.zrevrangebyscore(
+                    key(source.function), high, low, start=None if exact else 0, num=None if exact else want,
+                    withscores=True,
+                )  # fmt: skip
+                queries.append(source)
         replies = await pipe.execute()
     merged = []
     for source, reply in zip(queries, replies, strict=True):
-        for member, score in reply:
-            job_id, at = _text(member), int(score)
+        for member, raw in reply:
+            job_id, at = _text(member), int(raw) - source.base
             if after is None or after.after(at, job_id):
                 merged.append((at, job_id, source))
     merged.sort(key=lambda item: (item[0], item[1]), reverse=True)
@@ -246,7 +255,7 @@ async def search(
         if not page:
             break
         enqueued = await _enqueued_at(redis, [job_id for _, job_id, _ in page])
-        stale = [(source.key, job_id) for _, job_id, source in page if job_id not in enqueued]
+        stale = [(key(source.function), job_id) for _, job_id, source in page if job_id not in enqueued]
         items += [
             _summary(score, job_id, source, enqueued[job_id]) for score, job_id, source in page if job_id in enqueued
         ]
@@ -262,13 +271,10 @@ async def search(
     return Page(items, next_cursor, status_counts, function_counts)
 
 
-def trim_commands(pipe: Pipeline, function: str, keep_ms: int | None, dead_keep_ms: int | None, now_ms: int) -> None:
-    """Queue on `pipe` the trim of one function's final sets: ids whose result has expired, and beyond
-    INDEX_MAX."""
-    for state in FINAL_STATES:
-        kept = keep_ms
-        if state == "dead":  # kept while its result or its dead letter is
-            kept = None if keep_ms is None or dead_keep_ms is None else max(keep_ms, dead_keep_ms)
-        if kept is not None:
-            pipe.zremrangebyscore(key(state, function), "-inf", now_ms - kept)
-        pipe.zremrangebyrank(key(state, function), 0, -INDEX_MAX - 1)
+def trim_args(keeps: Iterable[tuple[str, int | None, int | None]], now_ms: int) -> list[str | int]:
+    """The trim_index script's arguments: per function, how long its results and dead letters are kept (ms,
+    None for ever)."""
+    args: list[str | int] = [now_ms, INDEX_MAX]
+    for function, keep_ms, dead_keep_ms in keeps:
+        args += [function, "-" if keep_ms is None else keep_ms, "-" if dead_keep_ms is None else dead_keep_ms]
+    return args

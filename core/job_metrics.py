@@ -1,6 +1,7 @@
-"""Cluster-wide job metrics kept in Redis: the scripts that change a job's state (enqueue, claim, finish,
-abort) count into two hashes in the same call, so any API replica's `/metrics` shows the work of every
-worker without an extra round trip per job. This module owns the layout both sides agree on.
+"""Cluster-wide job metrics kept in Redis: the scripts that change a job's state count into two hashes in the
+same call (the enqueue and abort scripts directly; a worker gathers its share, core/worker/metrics.py, and hands
+it to one of its finish calls a second), so any API replica's `/metrics` shows the work of every worker without
+an extra round trip per job. This module owns the layout both sides agree on.
 
 Layout (fields are `|`-joined; function names never contain `|`: the registry refuses them):
 - `platform:metrics:counts` (hash of integers):

@@ -146,3 +146,8 @@ def chain(job_id: str) -> str:
 
 def unique(function: str, digest: str) -> str:
     return f"{UNIQUE_PREFIX}{function}:{digest}"
+
+
+def dashboard_session(token_digest: str) -> str:
+    """A dashboard sign-in, by the SHA-256 of its cookie's token (the token itself is never stored)."""
+    return f"{PREFIX}dashboard:session:{token_digest}"

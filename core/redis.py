@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 import structlog
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import AbstractConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -29,7 +29,7 @@ from settings import Settings
 log = structlog.get_logger("redis")
 T = TypeVar("T")
 # First probe after 10 s idle, then every 5 s; 3 unanswered probes drop the connection (Linux names).
-_KEEPALIVE_PROBES = {
+KEEPALIVE_PROBES = {
     getattr(socket, name): value
     for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
     if hasattr(socket, name)
@@ -69,8 +69,9 @@ def check_redis_settings(settings: Settings) -> RedisSettings:
     redis_settings.conn_timeout = max(1, int(settings.redis_timeout_seconds))
     redis_settings.conn_retries = 0
     options = connection_options(settings)
-    redis_settings.username = redis_settings.username or options.get("username")
-    redis_settings.password = redis_settings.password or options.get("password")
+    in_url = parse_url(settings.redis_url)  # redis-py's reading, as the pools': arq's skips `?password=`
+    redis_settings.username = redis_settings.username or in_url.get("username") or options.get("username")
+    redis_settings.password = redis_settings.password or in_url.get("password") or options.get("password")
     if redis_settings.ssl:
         redis_settings.ssl_cert_reqs = "required"
         redis_settings.ssl_check_hostname = True
@@ -103,12 +104,16 @@ def open_worker_pool(settings: Settings) -> ArqRedis:
         settings.redis_url,
         socket_connect_timeout=settings.redis_timeout_seconds,
         socket_keepalive=True,
-        socket_keepalive_options=_KEEPALIVE_PROBES,
+        socket_keepalive_options=KEEPALIVE_PROBES,
         retry=LoggedRetry(ExponentialBackoff(cap=2.0, base=0.05), retries=-1),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         **connection_options(settings),
     )
     return _platform_redis(connections, settings)
+
+
+class PoolExhausted(RedisConnectionError):
+    """No connection of the API's pool came free within its timeout: Redis is fine, the process is busy."""
 
 
 class BoundedConnectionPool(ConnectionPool):
@@ -128,7 +133,7 @@ class BoundedConnectionPool(ConnectionPool):
             try:
                 await asyncio.wait_for(self._slots.acquire(), self._wait_s)
             except TimeoutError:
-                raise RedisConnectionError("no free Redis connection in the pool") from None
+                raise PoolExhausted(f"no free Redis connection in the pool within {self._wait_s:g} s") from None
         else:
             await self._slots.acquire()
         try:

@@ -28,6 +28,7 @@ PRELUDE_CONSTANTS = {
     "JOB_STREAM_PREFIX": events.JOB_STREAM_PREFIX,
     "JOB_EVENTS_MAX": str(events.JOB_EVENTS_MAX),
     "INDEX_PREFIX": job_index.PREFIX,
+    "INDEX_BAND": str(job_index.BAND),
     "INDEX_FUNCTIONS": job_index.FUNCTIONS,
     "METRICS_COUNTS": job_metrics.COUNTS_KEY,
     "METRICS_HIST": job_metrics.HIST_KEY,
@@ -68,6 +69,7 @@ class Scripts:
     release_lock: AsyncScript
     progress: AsyncScript
     metrics: AsyncScript
+    trim_index: AsyncScript
 
 
 def scripts(pool: Redis) -> Scripts:

@@ -210,3 +210,22 @@ def _read(
         progress=progress,
         attempts=attempts.parse(attempts_raw),
     )
+
+
+class Presence(StrEnum):
+    missing = "missing"
+    pending = "pending"  # queued, deferred, running or waiting for its retry
+    finished = "finished"
+
+
+async def job_presence(pool: ArqRedis, queue_name: str, job_id: str) -> Presence:
+    """Whether the job exists and has finished, by the same keys as `read_job` but without reading them: an
+    event stream needs no more, and a job's kwargs may weigh megabytes."""
+    async with pool.pipeline(transaction=False) as pipe:
+        pipe.exists(keys.result(job_id))
+        pipe.exists(keys.job(job_id), keys.in_progress(job_id))
+        pipe.zscore(queue_name, job_id)
+        result, pending, score = await pipe.execute()
+    if result:
+        return Presence.finished
+    return Presence.pending if pending or score is not None else Presence.missing

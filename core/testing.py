@@ -168,8 +168,9 @@ def job_record(job_settings: Settings, job_redis: ArqRedis) -> Callable[[str], A
 
 
 @asynccontextmanager
-async def app_client(app: Any, base_url: str = "http://app.test") -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client on an ASGI app, its lifespan (and so the platform's pool) started and stopped."""
+async def app_client(app: Any, base_url: str = "http://localhost") -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on an ASGI app, its lifespan (and so the platform's pool) started and stopped; its Host
+    is `localhost`, one of the default ALLOWED_HOSTS, which the platform's routes check in any app."""
     from asgi_lifespan import LifespanManager
 
     async with LifespanManager(app) as manager:

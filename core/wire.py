@@ -5,16 +5,16 @@ plain arq deployment keeps working, but nothing the platform writes is ever pick
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import orjson
-from arq.jobs import serialize_result
+from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
 
 from core import codec
 from core.codec import JobError
+from core.correlation import Correlation
 from core.exact_json import dumps_exact
 
 Serializer = Callable[[dict[str, Any]], bytes]
@@ -31,13 +31,16 @@ class UnreadableJob(ValueError):
 
 @dataclass(frozen=True)
 class JobPayload:
-    """What a job key holds: arq's `{"t", "f", "a", "k", "et"}`."""
+    """What a job key holds: arq's `{"t", "f", "a", "k", "et"}`, and the platform's `"rid"` (the enqueueing
+    request's id) and `"tp"` (its W3C traceparent) when it had them: keys arq does not read, so arq still reads
+    the payload as its own."""
 
     function: str
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     job_try: int | None
     enqueue_time_ms: int
+    correlation: Correlation | None = None
     chain: list[Any] | None = None  # the children to enqueue when it succeeds (core/chains.py)
     parent: str | None = None  # the job it was chained after
     unique: str | None = None  # its uniqueness lock (core/unique.py)
@@ -48,33 +51,59 @@ class JobPayload:
         return self.chain is not None or self.parent is not None
 
 
-def encode_job(function: str, kwargs: dict[str, Any], enqueue_time_ms: int, extra: bytes = b"") -> bytes:
+def encode_job(
+    function: str,
+    kwargs: dict[str, Any],
+    enqueue_time_ms: int,
+    correlation: Correlation | None = None,
+    extra: bytes = b"",
+) -> bytes:
     """A new job's payload, JSON. Raises Unencodable (naming the field) for kwargs JSON cannot carry exactly
-    (NaN, infinities, integers beyond 64 bits, lone surrogates): what is accepted reaches the job unchanged."""
+    (NaN, infinities, integers beyond 64 bits, lone surrogates): what is accepted reaches the job unchanged.
+    `extra`: the platform's own fields of a chained or unique job, already encoded (`,"c":...`)."""
     head = codec.dumps({"t": None, "f": function, "a": []})
-    et = str(int(enqueue_time_ms)).encode()
-    return head[:-1] + b',"k":' + dumps_exact(kwargs) + b',"et":' + et + extra + b"}"
+    tail = extra + b"}"
+    fields = {"rid": correlation.request_id, "tp": correlation.traceparent} if correlation is not None else {}
+    given = {k: v for k, v in fields.items() if v is not None}
+    if given:
+        tail = b"," + codec.dumps(given)[1:-1] + tail
+    return head[:-1] + b',"k":' + dumps_exact(kwargs) + b',"et":' + str(int(enqueue_time_ms)).encode() + tail
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def decode_job(raw: bytes, deserializer: Deserializer | None) -> JobPayload:
-    """arq's `deserialize_job_raw` (its default deserializer included), plus the platform's own fields."""
-    try:
-        data = cast(dict[str, Any], (deserializer or pickle.loads)(raw))
-        function, args, kwargs, job_try, enqueue_time_ms = data["f"], data["a"], data["k"], data["t"], data["et"]
-    except Exception as exc:
-        raise UnreadableJob("unable to deserialize job") from exc
+    if deserializer is None:  # arq's default (pickle): arq reads it, and nothing of ours is in it
+        try:
+            function, args, kwargs, job_try, enqueue_time_ms = deserialize_job_raw(raw, deserializer=None)
+        except SerializationError as exc:
+            raise UnreadableJob(str(exc)) from None
+        correlation, data = None, {}
+    else:  # arq's own reading (`deserialize_job_raw`), keeping the rest of the dict
+        try:
+            data = deserializer(raw)
+            function, args, kwargs, job_try, enqueue_time_ms = data["f"], data["a"], data["k"], data["t"], data["et"]
+        except Exception:
+            raise UnreadableJob("unable to deserialize job") from None
+        correlation = None
+        if "rid" in data or "tp" in data:
+            rid, tp = _text_or_none(data.get("rid")), _text_or_none(data.get("tp"))
+            correlation = Correlation(rid, tp) if rid or tp else None
     if not isinstance(function, str) or not isinstance(kwargs, dict):
         raise UnreadableJob("the payload is not a job")
-    chain, parent, unique = data.get("c"), data.get("p"), data.get("u")
+    chain = data.get("c")  # chains and unique jobs (core/chains.py, core/unique.py)
     return JobPayload(
         function,
         tuple(args or ()),
         kwargs,
         job_try,
         int(enqueue_time_ms or 0),
+        correlation,
         chain if isinstance(chain, list) else None,
-        parent if isinstance(parent, str) else None,
-        unique if isinstance(unique, str) else None,
+        _text_or_none(data.get("p")),
+        _text_or_none(data.get("u")),
     )
 
 

@@ -81,7 +81,11 @@ async def live_workers(redis: ArqRedis) -> list[WorkerRecord]:
     worker_ids = await redis.zrange(keys.WORKERS, 0, -1)
     if not worker_ids:
         return []
-    raw = await redis.mget([keys.worker(w.decode()) for w in worker_ids])
+    return records_of(worker_ids, await redis.mget([keys.worker(w.decode()) for w in worker_ids]))
+
+
+def records_of(worker_ids: list[bytes], raw: list[bytes | None]) -> list[WorkerRecord]:
+    """The records of live workers, from their ids and their keys' values (None: expired, so not alive)."""
     found = []
     for worker_id, value in zip(worker_ids, raw, strict=True):
         if value is None:

@@ -73,6 +73,8 @@ class Api:
             raise CliError(Exit.UNAVAILABLE, f"the API at {self.http.base_url} timed out ({exc})") from None
         except httpx.HTTPError as exc:
             raise CliError(Exit.UNAVAILABLE, f"cannot reach the API at {self.http.base_url}: {exc}") from None
+        except ValueError as exc:  # a value JSON cannot carry (a lone surrogate): nothing was sent
+            raise CliError(Exit.USAGE, f"cannot send this as JSON: {exc}") from None
         try:
             body = response.json() if response.content else None
         except ValueError:
@@ -133,7 +135,7 @@ def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if raw == "-":
         raw = sys.stdin.read()
     try:
-        kwargs = json.loads(raw) if raw else {}
+        kwargs = json.loads(raw, parse_constant=_not_json) if raw else {}
     except ValueError as exc:
         raise CliError(Exit.USAGE, f"KWARGS is not valid JSON: {exc}") from None
     if not isinstance(kwargs, dict):
@@ -143,10 +145,15 @@ def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not name:
             raise CliError(Exit.USAGE, f"--arg takes NAME=VALUE, got {pair!r}")
         try:
-            kwargs[name] = json.loads(value)
+            kwargs[name] = json.loads(value, parse_constant=_not_json)
         except ValueError:
             kwargs[name] = value  # a bare word is a string
     return kwargs
+
+
+def _not_json(constant: str) -> Any:
+    """Python's JSON reader takes NaN and Infinity; JSON (and the API) does not."""
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def cmd_enqueue(api: Api, out: Out, args: argparse.Namespace) -> int:
@@ -221,7 +228,7 @@ def cmd_follow(api: Api, out: Out, args: argparse.Namespace) -> int:
 
 
 def cmd_abort(api: Api, out: Out, args: argparse.Namespace) -> int:
-    view = api.call("DELETE", f"/v1/jobs/{args.job_id}")
+    view = api.call("POST", f"/v1/jobs/{args.job_id}/abort")
     out.show(view, lambda v: out.console.print(f"{v['job_id']}: {v['status']}", highlight=False))
     return Exit.OK
 

@@ -36,5 +36,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     platform.include_in(app)
     install_openapi(app, platform.registry)
     limiter = RateLimiter(settings.rate_limit_per_minute)
-    app.add_middleware(Guard, settings=settings, limiter=limiter, routes=lambda: app.router.routes)
+    app.add_middleware(
+        Guard, settings=settings, limiter=limiter, routes=lambda: app.router.routes, metrics=platform.http_metrics
+    )
     return app

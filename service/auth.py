@@ -4,6 +4,10 @@ Secure by default: the guard (service/guard.py) checks every path the app serves
 included. A route needs `read` for GET/HEAD and `admin` for any other method, unless it declares otherwise
 with `@requires(Scope.enqueue)` or `@public`. A key is only ever held as its SHA-256 and compared in constant
 time; with no keys configured, only loopback clients are served (unless ALLOW_ANONYMOUS).
+
+The dashboard's browser signs in once with a key (service/dashboard/) and then presents a session cookie
+instead: it carries the key's scopes, and a state-changing request that relies on it must also carry the
+session's CSRF token in `X-CSRF-Token` (a cookie is sent by the browser on its own; the header is not).
 """
 
 from __future__ import annotations
@@ -15,19 +19,24 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, TypeVar
+from urllib.parse import urlencode
 
 from fastapi.routing import iter_route_contexts
 from redis.exceptions import RedisError
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, compile_path
 from starlette.types import Scope as AsgiScope
 
-from service.errors import RETRY_AFTER_S, error_response
+from core.redis import PoolExhausted
+from service.dashboard.sessions import CSRF_HEADER, Session, find_session, session_token
+from service.errors import RETRY_AFTER_S, error_response, pool_exhausted_response
 from service.limits import RateLimiter
 from settings import ApiKeyEntry, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 SCOPE_ATTRIBUTE: Final = "__required_scope__"
+SIGN_IN_ATTRIBUTE: Final = "__sign_in_at__"
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC: Final = "public"
 ANY_KEY: Final = "authenticated"  # paths no route serves (404) and wrong methods (405): any valid key
 
@@ -58,6 +67,24 @@ def public(endpoint: F) -> F:
     """Declare a route open to everyone (liveness and readiness only)."""
     setattr(endpoint, SCOPE_ATTRIBUTE, PUBLIC)
     return endpoint
+
+
+def sign_in_at(url: str) -> Callable[[F], F]:
+    """Declare a browser page: a request without credentials is sent to `url` to sign in (303), not 401."""
+
+    def declare(endpoint: F) -> F:
+        setattr(endpoint, SIGN_IN_ATTRIBUTE, url)
+        return endpoint
+
+    return declare
+
+
+def _sign_in_redirect(route: Any, scope: AsgiScope) -> Response | None:
+    url = getattr(getattr(route, "endpoint", None), SIGN_IN_ATTRIBUTE, None)
+    if url is None:
+        return None
+    query = scope.get("query_string", b"").decode("latin-1")
+    return RedirectResponse(f"{url}?{urlencode({'next': scope['path'] + ('?' + query if query else '')})}", 303)
 
 
 def required_scope(route: Any, method: str) -> str:
@@ -134,7 +161,9 @@ class KeyRing:
         return bool(self._entries)
 
     def find(self, key: str) -> Principal | None:
-        digest = key_digest(key)
+        return self.find_digest(key_digest(key))
+
+    def find_digest(self, digest: bytes) -> Principal | None:
         found = None
         for expected, principal in self._entries:
             if hmac.compare_digest(digest, expected):
@@ -187,22 +216,29 @@ class Authorizer:
         self.routes = routes  # the app's routes, compiled on the first request (every route exists by then)
         self._table: RouteTable | None = None
 
-    async def refusal(self, scope: AsgiScope) -> Response | None:
-        """None to let the request through (its principal in `scope["state"]`), else the answer."""
+    def route_of(self, scope: AsgiScope) -> Any:
+        """The route the router will pick for this request (None when no route's path matches)."""
         if self._table is None:
             self._table = RouteTable(self.routes())
-        route, _ = self._table.match(scope)
+        return self._table.match(scope)[0]
+
+    async def refusal(self, scope: AsgiScope, route: Any) -> Response | None:
+        """None to let the request through (its principal in `scope["state"]`), else the answer."""
         needed = required_scope(route, scope.get("method", "GET"))
         if needed == PUBLIC:
             return None
-        principal, refusal = self._authenticate(scope)
-        if refusal is not None:
-            return refusal
-        assert principal is not None
-        if needed != ANY_KEY and needed not in principal.scopes:
-            return error_response(403, f"this key lacks the {needed!r} scope", "forbidden")
         try:
+            principal, refusal = await self._authenticate(scope)
+            if refusal is not None:
+                if refusal.status_code == 401:
+                    return _sign_in_redirect(route, scope) or refusal
+                return refusal
+            assert principal is not None
+            if needed != ANY_KEY and needed not in principal.scopes:
+                return error_response(403, f"this key lacks the {needed!r} scope", "forbidden")
             retry_after = await self.limiter.admit(principal.name, scope)
+        except PoolExhausted as exc:
+            return pool_exhausted_response(exc)
         except (RedisError, OSError) as exc:
             msg = f"Redis is unavailable ({type(exc).__name__}); retry shortly"
             return error_response(503, msg, "redis_unavailable", headers={"Retry-After": str(RETRY_AFTER_S)})
@@ -212,7 +248,7 @@ class Authorizer:
         scope.setdefault("state", {})["principal"] = principal
         return None
 
-    def _authenticate(self, scope: AsgiScope) -> tuple[Principal | None, Response | None]:
+    async def _authenticate(self, scope: AsgiScope) -> tuple[Principal | None, Response | None]:
         if self.mode is AuthMode.anonymous:
             return ANONYMOUS, None
         if self.mode is AuthMode.loopback:
@@ -222,9 +258,32 @@ class Authorizer:
             return None, error_response(403, msg, "loopback_only")
         key = presented_key(scope["headers"])
         if key is None:
+            token = session_token(scope["headers"])
+            if token is not None:
+                return await self._session_principal(scope, token)
             msg = "an API key is required: `Authorization: Bearer <key>` or `X-API-Key: <key>`"
             return None, error_response(401, msg, "unauthorized", headers=UNAUTHORIZED_HEADERS)
         principal = self.keys.find(key)
         if principal is None:
             return None, error_response(401, "unknown API key", "unauthorized", headers=UNAUTHORIZED_HEADERS)
         return principal, None
+
+    async def _session_principal(self, scope: AsgiScope, token: str) -> tuple[Principal | None, Response | None]:
+        """The principal of a dashboard session cookie; a state-changing request must prove it comes from the
+        dashboard's own page with the session's CSRF token (a header another site cannot make a browser send)."""
+        pool = scope.get("state", {}).get("pool")
+        session = await find_session(pool, token) if pool is not None else None
+        principal = self.keys.find_digest(bytes.fromhex(session.key_sha256)) if session is not None else None
+        if session is None or principal is None:
+            msg = "the dashboard session has ended; sign in again"
+            return None, error_response(401, msg, "unauthorized", headers=UNAUTHORIZED_HEADERS)
+        if scope.get("method", "GET") not in SAFE_METHODS and not _csrf_matches(scope, session):
+            msg = f"a request made with a dashboard session needs its CSRF token in {CSRF_HEADER!r}"
+            return None, error_response(403, msg, "csrf_failed")
+        scope.setdefault("state", {})["session"] = session
+        return principal, None
+
+
+def _csrf_matches(scope: AsgiScope, session: Session) -> bool:
+    sent = next((value for name, value in scope["headers"] if name == CSRF_HEADER.encode()), b"")
+    return hmac.compare_digest(sent, session.csrf.encode())

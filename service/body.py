@@ -1,6 +1,7 @@
 """The request body, read by one guard before any route sees it: bounded in size (413, checked while it
 streams, chunked or not, so a huge body is never read whole), in time (408, so slow senders do not hold
-connections forever), JSON only (415), and strictly parsed (422 naming the field)."""
+connections forever), JSON only (415), and strictly parsed (422 naming the field). The dashboard's sign-in and
+sign-out forms are the one exception to JSON: they post a form, bounded the same way."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import asyncio
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope
 
-from service.errors import error_response
+from service.dashboard.paths import FORM_PATHS
+from service.errors import PARSED_BODY, error_response
 from service.strict_json import InputRejected, parse_body
 from settings import Settings
 
@@ -21,9 +23,16 @@ class ClientGone(Exception):
     """The client disconnected while sending its body: there is nobody to answer."""
 
 
-def _is_json(content_type: bytes) -> bool:
-    media = content_type.split(b";", 1)[0].strip().lower()
+def _media(content_type: bytes) -> bytes:
+    return content_type.split(b";", 1)[0].strip().lower()
+
+
+def _is_json(media: bytes) -> bool:
     return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+def _is_form(media: bytes, path: str) -> bool:
+    return media == b"application/x-www-form-urlencoded" and path in FORM_PATHS
 
 
 class BodyReader:
@@ -50,7 +59,9 @@ class BodyReader:
             return None, receive
         if length is not None and length > self.max_bytes:
             return self._too_large(), None
-        if not _is_json(content_type):
+        media = _media(content_type)
+        is_form = _is_form(media, scope["path"])
+        if not is_form and not _is_json(media):
             msg = "the body must be JSON, sent as `Content-Type: application/json`"
             return error_response(415, msg, headers=CLOSE), None
         # A bare timer, not asyncio.timeout(): this runs on every request with a body, and the context
@@ -78,8 +89,10 @@ class BodyReader:
             timer.cancel()
         if body is None:
             return self._too_large(), None
+        if is_form:
+            return None, _replay(body, receive)
         try:
-            parse_body(body, self.max_depth)
+            scope[PARSED_BODY] = (body, parse_body(body, self.max_depth))
         except InputRejected as exc:
             return error_response(422, exc.msg, exc.type_, exc.loc), None
         return None, _replay(body, receive)

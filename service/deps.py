@@ -8,8 +8,10 @@ from typing import Annotated, cast
 from arq.connections import ArqRedis
 from fastapi import Depends, Request
 
+from core import correlation
 from core.registry import Registry
 from service.auth import ANONYMOUS, Principal
+from service.event_hub import EventHub
 from service.handle import Jobs
 from service.limits import WaitSlots
 from settings import Settings
@@ -31,6 +33,10 @@ async def get_waits(request: Request) -> WaitSlots:
     return cast(WaitSlots, request.state.waits)
 
 
+async def get_events(request: Request) -> EventHub:
+    return cast(EventHub, request.state.events)
+
+
 async def get_principal(request: Request) -> Principal:
     """Who is calling, as the auth middleware found; anonymous on public routes."""
     return cast(Principal, getattr(request.state, "principal", ANONYMOUS))
@@ -40,6 +46,7 @@ PoolDep = Annotated[ArqRedis, Depends(get_pool)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WaitSlotsDep = Annotated[WaitSlots, Depends(get_waits)]
+EventHubDep = Annotated[EventHub, Depends(get_events)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
@@ -49,6 +56,8 @@ async def get_jobs(request: Request) -> Jobs:
     state = request.scope.get("state") or {}
     if "inflight" not in state:
         raise RuntimeError("JobsDep needs the platform's lifespan: FastAPI(lifespan=platform.lifespan())")
+    if correlation.current.get() is None:  # an app without the platform's guard: its jobs carry the request too
+        correlation.current.set(correlation.Correlation(*correlation.from_headers(request.scope["headers"])))
     return Jobs(state["pool"], state["registry"], state["settings"], state["inflight"], request.scope)
 
 

@@ -16,10 +16,12 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import Receive, Scope, Send
 
 from core.chains import ChainInvalid
 from core.enqueue import DuplicateJob
 from core.exact_json import Unencodable
+from core.redis import PoolExhausted
 from core.registry import UnknownFunction
 
 log = structlog.get_logger("api")
@@ -160,6 +162,21 @@ async def duplicate_job(request: Request, exc: DuplicateJob) -> JSONResponse:
     return error_response(409, str(exc), "duplicate_job", ["body", "job_id"])
 
 
+def pool_exhausted_response(exc: PoolExhausted) -> JSONResponse:
+    """Redis is healthy but every connection of this process is busy: say so, not "Redis is unavailable"."""
+    return error_response(
+        503,
+        f"too many concurrent requests: {exc}; retry shortly",
+        "pool_exhausted",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+async def pool_exhausted(request: Request, exc: PoolExhausted) -> JSONResponse:
+    log.warning("api.pool_exhausted", path=request.url.path, message=str(exc))
+    return pool_exhausted_response(exc)
+
+
 async def redis_unavailable(request: Request, exc: RedisError) -> JSONResponse:
     log.warning("api.redis_unavailable", path=request.url.path, error=type(exc).__name__, message=str(exc))
     return error_response(
@@ -170,9 +187,12 @@ async def redis_unavailable(request: Request, exc: RedisError) -> JSONResponse:
     )
 
 
+UNEXPECTED_ERROR = "internal error; see the API logs"
+
+
 async def unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("api.unexpected_error", path=request.url.path)
-    return error_response(500, "internal error; see the API logs", "internal_error")
+    return error_response(500, UNEXPECTED_ERROR, "internal_error")
 
 
 # The platform's own errors and their answers, in the one error shape; `unexpected` is the standalone app's.
@@ -180,6 +200,7 @@ PLATFORM_ERRORS: dict[type[Exception], Callable[[Request, Any], Awaitable[JSONRe
     UnknownFunction: unknown_function,
     KwargsInvalid: kwargs_invalid,
     DuplicateJob: duplicate_job,
+    PoolExhausted: pool_exhausted,  # before RedisError: a route's handler is the first that matches
     RedisError: redis_unavailable,
 }
 # What a platform route answers itself, inside any app: its own errors, and its request's validation and HTTP
@@ -200,15 +221,38 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected)
 
 
+PARSED_BODY = "platform.parsed_body"  # service/body.py's: the body and its value, already read and parsed
+GUARD_STATE = "guard"  # the lifespan state's key for the platform's route-level guard (service/guard.py)
+GUARDED = "platform.guarded"  # set in an ASGI scope the guard middleware checked (service/guard.py)
+
+
 class PlatformRoute(APIRoute):
     """The platform's routes answer its own errors themselves (as `install_error_handlers` would), so they
     behave the same inside any app that includes them: exception handlers belong to the app. One `try` per
-    request; a router-level dependency doing the same costs far more (FastAPI solves it on every request)."""
+    request; a router-level dependency doing the same costs far more (FastAPI solves it on every request).
+
+    They are guarded inside any app too: `handle` runs the platform's guard (from the lifespan's state) around
+    the route, at the ASGI level, so limits apply before the body is read, which a dependency cannot do (FastAPI
+    reads the body before it solves dependencies). Without the platform's lifespan nothing is served."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get(GUARDED):  # the standalone app's middleware checked it already
+            await super().handle(scope, receive, send)
+            return
+        guard = (scope.get("state") or {}).get(GUARD_STATE)
+        if guard is None:
+            msg = "the platform's lifespan is not running: FastAPI(lifespan=platform.lifespan())"
+            await error_response(503, msg, "not_started")(scope, receive, send)
+            return
+        await guard.route(self, super().handle, scope, receive, send)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
+            parsed = request.scope.get(PARSED_BODY)
+            if parsed is not None:  # read and strictly parsed by the guard: FastAPI takes it as read
+                request._body, request._json = parsed
             try:
                 return await handler(request)
             except ROUTE_ERROR_TYPES as exc:

@@ -1,6 +1,14 @@
 """The one middleware in front of every route: Host and security headers (service/transport.py), then who
 is calling and what they may do (service/auth.py), then the body (service/body.py). Routes see only what
-passed all three.
+passed all three. Around them, for every request: its id (`X-Request-ID`, core/correlation.py), bound for its
+log lines and the jobs it enqueues and returned on every answer, and its count and duration by route template
+(service/metrics.py).
+
+The standalone app runs it in front of everything. In a user's app that mounted the platform, each platform
+route runs the same checks itself (`Guard.route`, called by service/errors.py's PlatformRoute with the guard
+the platform's lifespan put in the request's state), so the platform's routes are guarded without the user
+wiring a middleware, and the user's own routes are left alone. A request the middleware already checked is
+not checked again.
 
 One ASGI layer on purpose: each coroutine frame between uvicorn and a route is walked again on every await
 the route makes (each Redis round trip), so three stacked middlewares cost several times what their checks
@@ -9,41 +17,104 @@ do; the checks here return instead of wrapping.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
+import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from core import correlation
 from service.auth import Authorizer
 from service.body import BodyReader
+from service.errors import GUARDED, UNEXPECTED_ERROR, error_response
 from service.limits import RateLimiter
-from service.transport import TransportPolicy
+from service.metrics import UNMATCHED_ROUTE, HttpMetrics
+from service.transport import Sent, TransportPolicy
 from settings import Settings
+
+log = structlog.get_logger("api")
+CLIENT_LEFT = 499  # the client went away before its body arrived: no answer was sent
+
+
+async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("a route-level guard has no app of its own: use Guard.route")
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, settings: Settings, limiter: RateLimiter, routes: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        limiter: RateLimiter,
+        routes: Callable[[], Any],
+        metrics: HttpMetrics | None = None,
+    ) -> None:
         self.app = app
         self.transport = TransportPolicy(settings)
         self.authorizer = Authorizer(settings, limiter, routes)
         self.body = BodyReader(settings)
+        self.metrics = metrics or HttpMetrics()
+
+    @classmethod
+    def for_routes(cls, settings: Settings, metrics: HttpMetrics | None = None) -> Guard:
+        """The guard a mounted platform's routes run themselves (`route`)."""
+        return cls(_no_app, settings, RateLimiter(settings.rate_limit_per_minute), lambda: (), metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        if scope["type"] == "http":
-            send = self.transport.sending_headers(send)
-        refusal = self.transport.refusal(scope) or await self.authorizer.refusal(scope)
+        scope[GUARDED] = True
+        await self._observed(self.app, self.authorizer.route_of(scope), scope, receive, send)
+
+    async def route(self, route: Any, handle: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run `handle` (the platform route `route`) behind the same checks, unless the middleware ran them."""
+        if scope.get(GUARDED):
+            await handle(scope, receive, send)
+            return
+        await self._observed(handle, route, scope, receive, send)
+
+    async def _observed(self, app: ASGIApp, route: Any, scope: Scope, receive: Receive, send: Send) -> None:
+        """The checks, inside the request's id, its count and duration, and a 500 answered here."""
+        if scope["type"] == "websocket":
+            await self._guard(app, scope, receive, send, route)
+            return
+        started = time.perf_counter()
+        request_id, traceparent = correlation.from_headers(scope["headers"])
+        token = correlation.current.set(correlation.Correlation(request_id, traceparent))
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+        response = Sent()
+        sending = self.transport.sending_headers(send, request_id.encode(), response)
+        try:
+            if not await self._guard(app, scope, receive, sending, route):
+                response.status = CLIENT_LEFT
+        except Exception:
+            if response.started:
+                raise
+            # Answered here, not by Starlette's outermost handler: the 500 gets the request's id and the
+            # security headers, and its log line the request's id.
+            log.exception("api.unexpected_error", path=scope["path"])
+            await error_response(500, UNEXPECTED_ERROR, "internal_error")(scope, receive, sending)
+        finally:
+            template = getattr(route, "path_format", None) or UNMATCHED_ROUTE
+            self.metrics.observe(scope["method"], template, response.status, time.perf_counter() - started)
+            structlog.contextvars.reset_contextvars(**bound)
+            correlation.current.reset(token)
+
+    async def _guard(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, route: Any) -> bool:
+        """Pass the request on, or answer it with a refusal; False when the client left while sending its body."""
+        refusal = self.transport.refusal(scope) or await self.authorizer.refusal(scope, route)
         if refusal is None and scope["type"] == "http":
             refusal, receive_body = await self.body.read(scope, receive)
             if refusal is None and receive_body is None:
-                return  # the client left while sending its body
+                return False  # the client left while sending its body
             receive = receive_body or receive
         if refusal is not None and scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})  # policy violation
-            return
+            return True
         if refusal is not None:
             await refusal(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+            return True
+        await app(scope, receive, send)
+        return True

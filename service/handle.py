@@ -32,10 +32,11 @@ from core.enqueue import (
     DuplicateJob,
     InvalidBatchItem,
     JobRequest,
+    Prepared,
     ReservedJobId,
     enqueue,
-    enqueue_many,
     prepare_many,
+    write_many,
 )
 from core.exact_json import Unencodable
 from core.registry import Job, JobSpec, Registry
@@ -126,7 +127,7 @@ class Jobs:
     settings: Settings
     inflight: InFlight
     scope: MutableMapping[str, Any] | None = None  # the request's ASGI scope; None outside a request (`now` only)
-    _pending: list[JobRequest] = field(default_factory=list)
+    _pending: list[Prepared] = field(default_factory=list)
     _held: list[holding.Held] = field(default_factory=list)
     _watching: bool = False
     _route_succeeded: bool = False
@@ -215,11 +216,10 @@ class Jobs:
                     given_twice = ValueError(f"job_id {job_id!r} is already enqueued on_success by this request")
                     raise InvalidJobArguments(spec.name, given_twice)
                 request = JobRequest(spec, kwargs, job_id, options.defer_by, options.defer_until, options.then)
-                try:  # validate and encode now, in the route, where the caller sees the error
-                    prepare_many([request], self.pool.expires_extra_ms)
+                try:  # validate and encode now, in the route, where the caller sees the error; written later
+                    self._pending += prepare_many([request], self.pool.expires_extra_ms)
                 except InvalidBatchItem as exc:
                     raise InvalidJobArguments(spec.name, exc.errors[0]) from None
-                self._pending.append(request)
                 return job_id
             case Timing.after_response:
                 try:
@@ -265,9 +265,7 @@ class Jobs:
             return
         if pending:
             try:
-                outcomes = await self.inflight.run(
-                    enqueue_many(self.pool, pending, queue_name=self.settings.queue_name)
-                )
+                outcomes = await self.inflight.run(write_many(self.pool, pending, queue_name=self.settings.queue_name))
             except (RedisError, OSError) as exc:
                 log.warning("jobs.write_failed", error=type(exc).__name__, message=str(exc))
                 raise HTTPException(

@@ -95,20 +95,27 @@ class TooManyWaits(Exception):
 
 
 class WaitSlots:
-    """Open result waits and event streams per key, in this process. Issue 8's streams take a slot too."""
+    """Open result waits and event streams per key, in this process."""
 
     def __init__(self, per_key: int) -> None:
         self.per_key = per_key
         self._held: Counter[str] = Counter()
 
-    @contextmanager
-    def hold(self, name: str) -> Iterator[None]:
+    def take(self, name: str) -> None:
+        """Take one of the key's slots (TooManyWaits when none is left); `give_back` frees it."""
         if self._held[name] >= self.per_key:
             raise TooManyWaits(self.per_key)
         self._held[name] += 1
+
+    def give_back(self, name: str) -> None:
+        self._held[name] -= 1
+        if self._held[name] <= 0:
+            del self._held[name]
+
+    @contextmanager
+    def hold(self, name: str) -> Iterator[None]:
+        self.take(name)
         try:
             yield
         finally:
-            self._held[name] -= 1
-            if not self._held[name]:
-                del self._held[name]
+            self.give_back(name)

@@ -58,6 +58,13 @@ class ThenRequest(BaseModel):
     )
 
 
+def _not_reserved_schema(schema: dict[str, Any]) -> None:
+    """The published schema refuses the platform's own ids as the API does (`_not_reserved`)."""
+    for option in schema.get("anyOf", [schema]):
+        if option.get("type") == "string":
+            option["not"] = {"pattern": "^" + re.escape(keys.PLATFORM_JOB_ID_PREFIX)}
+
+
 class EnqueueRequest(BaseModel):
     """A job to run: a registered function and its keyword arguments, now or later."""
 
@@ -70,6 +77,7 @@ class EnqueueRequest(BaseModel):
         min_length=1,
         max_length=128,
         pattern=r"^[A-Za-z0-9_.:@-]+$",
+        json_schema_extra=_not_reserved_schema,
         description="Your own id, to make the enqueue idempotent (409 if it exists). Ids starting with `platform:` "
         "are the platform's own (cron ticks, fan-out children) and refused.",
     )

@@ -38,7 +38,8 @@ _WHY = {
     "415": "The body is not `application/json`",
     "422": "Invalid input; `loc` names each field",
     "429": "Rate limit or open-wait limit reached; see `Retry-After`",
-    "503": "Redis is unavailable; see `Retry-After`",
+    "503": "Redis is unavailable (`redis_unavailable`) or this process has no free Redis connection "
+    "(`pool_exhausted`); see `Retry-After`",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 _AUTHENTICATE = {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}
@@ -92,6 +93,34 @@ def _function_variants(schema: dict[str, Any], registry: Registry) -> None:
         "description": base.get("description", ""),
         "anyOf": variants,  # `function` is a const in each, so at most one matches
     }
+
+
+TYPED_ENQUEUE = "/v1/functions/{name}/jobs"
+
+
+def _typed_bodies(schema: dict[str, Any], registry: Registry) -> None:
+    """Each typed enqueue's body states the codec's bounds, as `POST /v1/jobs`'s kwargs do: the route holds
+    bodies to this published schema (service/routes/typed.py), so the two agree."""
+    components = schema["components"]["schemas"]
+    for name in registry.jobs:
+        operation = schema["paths"].get(TYPED_ENQUEUE.format(name=name), {}).get("post", {})
+        ref = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+        model = str(ref.get("$ref", "")).rpartition("/")[2]
+        if model in components:
+            components[model] = codec_bounded(components[model])
+
+
+def _links(schema: dict[str, Any], registry: Registry) -> None:
+    """OpenAPI links from each enqueue to the operations on the job it made: a client (and the fuzzer's
+    stateful phase) follows the `job_id` of a 202 instead of guessing ids."""
+    job_id = {"job_id": "$response.body#/job_id"}
+    follow = {"operationId": "", "parameters": job_id}
+    enqueues: dict[str, tuple[str, ...]] = {"/v1/jobs": ("get_job", "get_result", "abort_job")}
+    enqueues |= {TYPED_ENQUEUE.format(name=name): (f"get_{name}_job", "abort_job") for name in registry.jobs}
+    for path, operation_ids in enqueues.items():
+        accepted = schema["paths"].get(path, {}).get("post", {}).get("responses", {}).get("202")
+        if accepted is not None:
+            accepted["links"] = {op: {**follow, "operationId": op} for op in operation_ids}
 
 
 # `DELETE /v1/dead` needs `function` or `all=true`: two optional parameters cannot say so, one exploded
@@ -151,6 +180,8 @@ def install_openapi(app: FastAPI, registry: Registry) -> None:
                     if code >= "400" and (not schema_ref or "HTTPValidationError" in str(schema_ref)):
                         answer["content"] = {"application/json": {"schema": ERROR_REF}}
         _function_variants(schema, registry)
+        _typed_bodies(schema, registry)
+        _links(schema, registry)
         delete_dead = schema["paths"].get("/v1/dead", {}).get("delete")
         if delete_dead is not None:
             delete_dead["parameters"] = [DEAD_SELECTOR]

@@ -1,6 +1,6 @@
 """The platform as parts of any FastAPI app: a router (every `/v1/...` route, the typed ones included) and a
-lifespan (one pool per process), composed with the app's own lifespan. The standalone app (`service.app`) is
-built from the same two parts.
+lifespan (one pool and one event hub per process), composed with the app's own lifespan. The standalone app
+(`service.app`) is built from the same two parts.
 
 ```python
 platform = Platform()                          # settings from the environment, jobs from JOB_MODULES
@@ -25,9 +25,13 @@ from core.redis import log_redis_in_use, open_api_pool, redacted
 from core.registry import Registry, load_registry
 from service import docs
 from service.auth import AuthMode, auth_mode
+from service.dashboard import routes as dashboard
+from service.event_hub import EventHub
+from service.guard import Guard
 from service.handle import InFlight
 from service.limits import WaitSlots
-from service.routes import cron, dead, functions, health, jobs, queues, typed, workers
+from service.metrics import HttpMetrics
+from service.routes import cron, dead, events, functions, health, jobs, metrics, queues, typed, workers
 from settings import Settings, load_settings
 
 log = structlog.get_logger("api")
@@ -43,6 +47,9 @@ class State(TypedDict):
     settings: Settings
     inflight: InFlight
     waits: WaitSlots
+    events: EventHub
+    metrics: HttpMetrics
+    guard: Guard  # GUARD_STATE
 
 
 def log_auth_mode(settings: Settings) -> None:
@@ -69,12 +76,15 @@ class Platform:
     def __init__(self, settings: Settings | None = None, registry: Registry | None = None) -> None:
         self.settings = settings or load_settings()
         self.registry = registry or load_registry(self.settings)
+        self.http_metrics = HttpMetrics()  # filled by the guard (service/guard.py): the app's or the routes' own
         # FastAPI tries routes in order, each at a cost: the enqueue route first, the documentation-only
         # operations of the typed endpoints (never matched) last.
         dispatch, document = typed.routers(self.registry)
         self.routers: tuple[APIRouter, ...] = (jobs.router, dispatch, dead.router, functions.router, cron.router,
-                                               queues.router, workers.router, health.router, docs.router,
-                                               document)  # fmt: skip
+                                               queues.router, workers.router, events.router, health.router,
+                                               metrics.router, docs.router, dashboard.router, document)  # fmt: skip
+        # Its routes check themselves in any app (service/guard.py), counted in the platform's HTTP metrics.
+        self.guard = Guard.for_routes(self.settings, self.http_metrics)
         self.router = APIRouter()
         for router in self.routers:
             self.router.include_router(router, generate_unique_id_function=operation_id)
@@ -97,6 +107,8 @@ class Platform:
         except (RedisError, OSError) as exc:
             log.warning("api.redis_unavailable_at_start", redis=redacted(settings.redis_url), error=str(exc))
         log_auth_mode(settings)
+        hub = EventHub(settings, pool)
+        await hub.start()
         try:
             yield {
                 "pool": pool,
@@ -104,8 +116,12 @@ class Platform:
                 "settings": settings,
                 "inflight": inflight,
                 "waits": WaitSlots(settings.max_waits_per_key),
+                "events": hub,
+                "metrics": self.http_metrics,
+                "guard": self.guard,  # service.errors.GUARD_STATE: what PlatformRoute looks for
             }
         finally:
+            await hub.stop()
             if not await inflight.drain(SHUTDOWN_DRAIN_S):
                 log.warning("api.writes_abandoned", count=inflight.count)
             await pool.aclose()

@@ -40,6 +40,7 @@ class TransportPolicy:
         self.any_host = "*" in settings.allowed_hosts
         self.allowed = frozenset(host_name(h) for h in settings.allowed_hosts)
         self.headers = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+        self.names = frozenset(name for name, _ in self.headers)
         self._seen: dict[bytes, bool] = {}  # raw Host values already allowed (`127.0.0.1:8000`, ...)
 
     def refusal(self, scope: Scope) -> Response | None:
@@ -55,15 +56,31 @@ class TransportPolicy:
             return None
         return error_response(400, "unexpected Host header (see ALLOWED_HOSTS)", "invalid_host")
 
-    def sending_headers(self, send: Send) -> Send:
-        """`send`, adding the security headers a response does not set itself."""
+    def sending_headers(self, send: Send, request_id: bytes, response: Sent) -> Send:
+        """`send`, adding the security headers a response does not set itself and the request's id, and noting
+        the response's status in `response`."""
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                response.status, response.started = message["status"], True
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
-                headers.extend(header for header in self.headers if header[0] not in present)
+                if present.isdisjoint(self.names):  # the common case: one list added, no test per header
+                    headers += self.headers
+                else:
+                    headers += [header for header in self.headers if header[0] not in present]
+                headers.append((b"x-request-id", request_id))
                 message["headers"] = headers
             await send(message)
 
         return send_with_headers
+
+
+class Sent:
+    """What the guard learns of a response as it goes out."""
+
+    __slots__ = ("started", "status")
+
+    def __init__(self) -> None:
+        self.status = 500  # none started: the app failed before answering
+        self.started = False

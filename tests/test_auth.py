@@ -64,8 +64,10 @@ async def test_right_key_wrong_scope_is_403(keyed: httpx.AsyncClient) -> None:
     assert (await keyed.post("/v1/jobs", json=WELCOME, headers=reader)).status_code == 403
     assert (await keyed.post("/v1/jobs/batch", json={"jobs": [WELCOME]}, headers=reader)).status_code == 403
     assert (await keyed.get("/v1/queues", headers=producer)).status_code == 403
-    assert (await keyed.delete("/v1/jobs/some-job", headers=producer)).status_code == 403
-    assert (await keyed.delete("/v1/jobs/some-job", headers=reader)).status_code == 403
+    assert (await keyed.post("/v1/jobs/some-job/abort", headers=producer)).status_code == 403
+    assert (await keyed.post("/v1/jobs/some-job/abort", headers=reader)).status_code == 403
+    typed = "/v1/functions/send_welcome_email/jobs"
+    assert (await keyed.post(typed, json=WELCOME["kwargs"], headers=reader)).status_code == 403
     assert (await keyed.post("/v1/dead/requeue", json={"function": "x"}, headers=reader)).status_code == 403
     assert (await keyed.delete("/v1/dead", params={"all": "true"}, headers=producer)).status_code == 403
     assert (await keyed.delete("/v1/dead/some-job", headers=reader)).status_code == 403
@@ -77,11 +79,13 @@ async def test_each_scope_reaches_its_routes(keyed: httpx.AsyncClient) -> None:
     job_id = accepted.json()["job_id"]
     batch = await keyed.post("/v1/jobs/batch", json={"jobs": [WELCOME]}, headers=bearer(ENQUEUE_KEY))
     assert batch.status_code == 202
+    typed = "/v1/functions/send_welcome_email/jobs"
+    assert (await keyed.post(typed, json=WELCOME["kwargs"], headers=bearer(ENQUEUE_KEY))).status_code == 202
     for path in (f"/v1/jobs/{job_id}", "/v1/functions", "/v1/dead", "/v1/workers", "/openapi.json", "/docs"):
         assert (await keyed.get(path, headers=bearer(READ_KEY))).status_code == 200, path
     assert (await keyed.get(f"/v1/jobs/{job_id}/result", headers=bearer(READ_KEY))).status_code == 202
     admin = bearer(ADMIN_KEY)
-    assert (await keyed.delete(f"/v1/jobs/{job_id}", headers=admin)).status_code == 200
+    assert (await keyed.post(f"/v1/jobs/{job_id}/abort", headers=admin)).status_code == 200
     assert (await keyed.delete("/v1/dead", params={"all": "true"}, headers=admin)).status_code == 200
     assert (await keyed.post("/v1/dead/requeue", json={"job_ids": ["x"]}, headers=admin)).status_code == 200
 
@@ -103,9 +107,20 @@ def test_every_route_is_guarded_unless_declared_public(settings: Settings) -> No
         for route in flat_routes(app.routes)
         for method in (route.methods or ())
     }
-    assert {key for key, scope in scopes.items() if scope == PUBLIC} == {("GET", "/health"), ("GET", "/ready")}
+    # Health, and what a browser needs before it has a session: the sign-in form and the dashboard's own files.
+    assert {key for key, scope in scopes.items() if scope == PUBLIC} == {
+        ("GET", "/health"),
+        ("GET", "/ready"),
+        ("GET", "/dashboard/login"),
+        ("POST", "/dashboard/login"),
+        ("POST", "/dashboard/logout"),
+        ("GET", "/dashboard/static/{name}"),
+    }
     assert scopes[("POST", "/v1/jobs")] == scopes[("POST", "/v1/jobs/batch")] == Scope.enqueue
-    assert scopes[("DELETE", "/v1/jobs/{job_id}")] == scopes[("POST", "/v1/dead/requeue")] == Scope.admin
+    assert scopes[("POST", "/v1/jobs/{job_id}/abort")] == scopes[("POST", "/v1/dead/requeue")] == Scope.admin
+    assert scopes[("POST", "/v1/functions/{name}/jobs")] == Scope.enqueue
+    typed_enqueues = [scope for (method, path), scope in scopes.items() if method == "POST" and "functions/" in path]
+    assert set(typed_enqueues) == {Scope.enqueue}, "the published scope of every typed enqueue is `enqueue`"
     assert scopes[("DELETE", "/v1/dead")] == scopes[("DELETE", "/v1/dead/{job_id}")] == Scope.admin
     assert all(scope == Scope.read for (method, _), scope in scopes.items() if method == "GET" and scope != PUBLIC)
 

@@ -113,10 +113,10 @@ async def test_an_aborted_queued_parent_ends_its_children(client: httpx.AsyncCli
     response = await client.post("/v1/jobs", json=body)
     parent_id = response.json()["job_id"]
     child_id = response.json()["children"][0]["job_id"]
-    refused = await client.delete(f"/v1/jobs/{child_id}")
+    refused = await client.post(f"/v1/jobs/{child_id}/abort")
     assert refused.status_code == 409 and refused.json()["detail"][0]["type"] == "chained_pending"
 
-    aborted = await client.delete(f"/v1/jobs/{parent_id}")
+    aborted = await client.post(f"/v1/jobs/{parent_id}/abort")
     assert aborted.status_code == 200, aborted.text
     child = await view(client, child_id)
     assert child["status"] == "not_run" and child["reason"] == f"its parent {parent_id} was aborted"
@@ -130,7 +130,7 @@ async def test_a_parent_aborted_while_it_runs_ends_its_children(client: httpx.As
     child_id = response.json()["children"][0]["job_id"]
     await wait_for(lambda: view(client, parent_id), lambda v: v["status"] == "in_progress")
 
-    await client.delete(f"/v1/jobs/{parent_id}")
+    await client.post(f"/v1/jobs/{parent_id}/abort")
 
     child = await wait_for(lambda: view(client, child_id), lambda v: v["status"] == "not_run")
     assert child["reason"] == f"its parent {parent_id} was aborted"

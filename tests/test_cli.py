@@ -82,6 +82,14 @@ def test_invalid_kwargs_are_the_apis_422_and_exit_2(cli: Any) -> None:
     assert cli("frobnicate").returncode == Exit.USAGE
 
 
+@pytest.mark.parametrize("kwargs", ['{"value": NaN}', '{"value": -Infinity}', '{"value": "\\ud800"}'])
+def test_kwargs_json_cannot_carry_are_a_clear_error_not_a_traceback(cli: Any, kwargs: str) -> None:
+    done = cli("enqueue", "echo", kwargs)
+    assert done.returncode == Exit.USAGE, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("jobctl: error:")
+
+
 def test_follow_shows_progress_until_the_job_ends(cli: Any) -> None:
     done = cli("enqueue", "generate_report", '{"report_id": "r", "rows": 300}', "--follow")
     assert done.returncode == Exit.OK, done.stderr

@@ -32,7 +32,8 @@ RunWorker = Callable[..., Awaitable[PlatformWorker]]
 async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://user-app.test") as client:
+        # An ALLOWED_HOSTS name: the platform's routes check Host inside any app (tests/test_embed_guard.py).
+        async with httpx.AsyncClient(transport=transport, base_url="http://platform.test") as client:
             yield client
 
 

@@ -38,7 +38,7 @@ async def mixed_jobs(client: httpx.AsyncClient, run_burst_worker) -> dict[str, s
         "dead": await post(client, "fail_always", kwargs={"message": "no"}),
     }
     aborted = await post(client, "echo", kwargs={"value": 3}, defer_by=60)
-    assert (await client.delete(f"/v1/jobs/{aborted}")).status_code == 200
+    assert (await client.post(f"/v1/jobs/{aborted}/abort")).status_code == 200
     ids["aborted"] = aborted
     await run_burst_worker()
     ids["queued"] = await post(client, "sleep_for", kwargs={"seconds": 1})
@@ -105,7 +105,7 @@ async def test_search_shows_a_running_job_in_progress(client: httpx.AsyncClient,
     )
     assert [item["job_id"] for item in page["items"]] == [job_id]
     assert page["items"][0]["started_at"] is not None
-    assert (await client.delete(f"/v1/jobs/{job_id}")).status_code in (200, 202)
+    assert (await client.post(f"/v1/jobs/{job_id}/abort")).status_code in (200, 202)
     await wait_for(lambda: search(client, status="aborted"), lambda page: len(page["items"]) == 1)
     assert (await search(client, status="in_progress"))["items"] == []
 
@@ -158,7 +158,7 @@ async def test_the_index_forgets_jobs_whose_records_expired(
     await run_burst_worker()
     await redis.delete(events.job_stream(gone))  # as when its records expire
     assert [item["job_id"] for item in (await search(client))["items"]] == [kept]
-    assert await redis.zscore(job_index.key("complete", "echo"), gone) is None  # dropped on the way
+    assert await redis.zscore(job_index.key("echo"), gone) is None  # dropped on the way
 
 
 async def test_the_heartbeat_trims_ended_jobs_as_their_results_expire(
@@ -166,21 +166,24 @@ async def test_the_heartbeat_trims_ended_jobs_as_their_results_expire(
 ) -> None:
     old = await post(client, "echo", kwargs={"value": 1})
     await run_burst_worker()
-    finished_ms = int(await redis.zscore(job_index.key("complete", "echo"), old) or 0)
-    assert finished_ms > 0
+    finished = int(await redis.zscore(job_index.key("echo"), old) or 0)
+    assert finished - job_index.score("complete", 0) > time.time() * 1000 - 60_000
     info = new_worker_info("arq:queue")
     await heartbeat.beat(redis, info, 1, [("echo", 60_000, None)])
-    assert await redis.zscore(job_index.key("complete", "echo"), old) is not None  # its result is still kept
-    await redis.zadd(job_index.key("complete", "echo"), {old: finished_ms - 61_000})  # as if ended 61 s earlier
+    assert await redis.zscore(job_index.key("echo"), old) is not None  # its result is still kept
+    await redis.zadd(job_index.key("echo"), {old: finished - 61_000})  # as if it ended 61 s earlier
     await heartbeat.beat(redis, info, 1, [("echo", 60_000, None)])
-    assert await redis.zscore(job_index.key("complete", "echo"), old) is None
+    assert await redis.zscore(job_index.key("echo"), old) is None
 
 
 async def test_the_index_is_bounded(redis: ArqRedis, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(job_index, "INDEX_MAX", 3)
-    await redis.zadd(job_index.key("failed", "echo"), {f"j{n}": n for n in range(10)})
+    now_ms = int(time.time() * 1000)
+    await redis.zadd(job_index.key("echo"), {f"j{n}": job_index.score("failed", now_ms + n) for n in range(10)})
+    others = {"waiting": job_index.score("waiting", now_ms), "done": job_index.score("complete", now_ms)}
+    await redis.zadd(job_index.key("echo"), others)
     await heartbeat.beat(redis, new_worker_info("arq:queue"), 1, [("echo", None, None)])
-    assert await redis.zrange(job_index.key("failed", "echo"), 0, -1) == [b"j7", b"j8", b"j9"]
+    assert await redis.zrange(job_index.key("echo"), 0, -1) == [b"waiting", b"done", b"j7", b"j8", b"j9"]
 
 
 async def test_queues_show_the_oldest_waiting_job_and_throughput(
@@ -214,7 +217,7 @@ async def test_job_metrics_after_a_mix_of_outcomes(
     client: httpx.AsyncClient, redis: ArqRedis, run_burst_worker
 ) -> None:
     ids = await mixed_jobs(client, run_burst_worker)
-    assert (await client.delete(f"/v1/jobs/{ids['deferred']}")).status_code == 200
+    assert (await client.post(f"/v1/jobs/{ids['deferred']}/abort")).status_code == 200
     await post(client, "fail_then_succeed", kwargs={"failures": 1})
     await run_burst_worker()
     metrics = await job_metrics.read(redis)

@@ -164,7 +164,7 @@ async def test_job_id_of_a_finished_job_is_still_409(client: httpx.AsyncClient, 
 
 
 async def test_unknown_job_is_404_everywhere(client: httpx.AsyncClient) -> None:
-    for method, path in [("GET", "/v1/jobs/nope"), ("GET", "/v1/jobs/nope/result"), ("DELETE", "/v1/jobs/nope")]:
+    for method, path in [("GET", "/v1/jobs/nope"), ("GET", "/v1/jobs/nope/result"), ("POST", "/v1/jobs/nope/abort")]:
         response = await client.request(method, path)
         assert response.status_code == 404, path
         assert "nope" in response.json()["detail"][0]["msg"]
@@ -258,7 +258,7 @@ async def test_abort_honours_a_function_that_keeps_no_result(
     spec = registry.get("echo")
     registry.replace_job("echo", options=dataclasses.replace(spec.options, keep_result_s=0))
     job_id = (await client.post("/v1/jobs", json={"function": "echo", "kwargs": {"value": 1}})).json()["job_id"]
-    response = await client.delete(f"/v1/jobs/{job_id}")
+    response = await client.post(f"/v1/jobs/{job_id}/abort")
     assert response.status_code == 200
     assert response.json()["status"] == "aborted"
     assert response.json()["error"]["kind"] == "aborted"

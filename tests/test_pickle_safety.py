@@ -96,7 +96,7 @@ async def test_api_never_unpickles_a_queued_job_payload(
     view = await client.get(f"/v1/jobs/{job_id}")
     assert view.status_code == 200
     assert view.json()["status"] == "queued"
-    aborted = await client.delete(f"/v1/jobs/{job_id}")
+    aborted = await client.post(f"/v1/jobs/{job_id}/abort")
     assert aborted.status_code == 200
     assert aborted.json()["status"] == "aborted"
     assert not marker.exists()
@@ -115,7 +115,7 @@ async def test_api_never_unpickles_a_stored_result(client: httpx.AsyncClient, re
     assert outcome.status_code == 200
     assert outcome.json()["status"] == "failed"
     assert outcome.json()["finished"] is True
-    assert (await client.delete(f"/v1/jobs/{job_id}")).status_code == 409
+    assert (await client.post(f"/v1/jobs/{job_id}/abort")).status_code == 409
     assert not marker.exists()
     # The platform's words for a stored record it cannot read: kind unreadable_payload, type UnreadablePayload.
     assert (error["kind"], error["type"]) == ("unreadable_payload", "UnreadablePayload")

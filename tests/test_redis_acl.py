@@ -65,7 +65,7 @@ async def test_whole_flow_runs_as_the_documented_acl_users(redis_server, redis: 
         assert result.status_code == 200 and result.json()["status"] == "complete"
         deferred = await client.post("/v1/jobs", json={**WELCOME, "job_id": "acl-later", "defer_by": 60})
         assert deferred.status_code == 202
-        assert (await client.delete("/v1/jobs/acl-later")).status_code == 200
+        assert (await client.post("/v1/jobs/acl-later/abort")).status_code == 200
         for path in ("/v1/queues", "/v1/workers", "/v1/cron", "/v1/dead", f"/v1/jobs/{job_id}", "/ready"):
             assert (await client.get(path)).status_code in (200, 503), path
         dead = (await client.get("/v1/dead")).json()

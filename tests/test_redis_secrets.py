@@ -53,3 +53,18 @@ def test_security_defaults() -> None:
 
 def test_settings_repr_hides_a_password_in_the_url() -> None:
     assert "s3cr3t" not in repr(Settings(redis_url="redis://:s3cr3t@h:1/0"))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://h:1/0?password=s3cr3t&username=api",
+        "redis://api:s3cr3t@h:1/0",
+        "unix:///tmp/r.sock?password=s3cr3t&username=api",
+    ],
+)
+def test_the_health_check_reads_credentials_from_every_form_the_pools_read(url: str) -> None:
+    """`arq --check` builds arq's RedisSettings, whose parser ignores `?password=`; the pools (redis-py's
+    `from_url`) read it, so a worker ran but its health check could not sign in (found black-box)."""
+    checked = check_redis_settings(Settings(redis_url=url))
+    assert (checked.username, checked.password) == ("api", "s3cr3t")

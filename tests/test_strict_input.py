@@ -165,3 +165,50 @@ async def test_accepted_values_reach_the_job_exactly(client: httpx.AsyncClient, 
     outcome = (await client.get(f"/v1/jobs/{job_id}/result")).json()
     assert outcome["status"] == "complete"
     assert outcome["result"] == value
+
+
+TYPED_RECEIPT = "/v1/functions/send_order_receipt/jobs"
+RECEIPT = {"order_id": 1, "email": "a@example.com", "total": 1.5}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("order_id", "5"),  # pydantic's lax mode would take it; the published schema says integer
+        ("order_id", 18446744073709551616),
+        ("order_id", True),
+        ("total", False),
+        ("total", "nan"),
+        ("email", 7),
+        ("defer_by", True),
+        ("defer_until", 1_800_000_000),
+        ("defer_until", "2026-12-01"),
+        ("job_id", 12),
+    ],
+)
+async def test_typed_bodies_are_held_to_their_published_schema(
+    client: httpx.AsyncClient, redis: ArqRedis, field: str, value: object
+) -> None:
+    response = await client.post(TYPED_RECEIPT, json={**RECEIPT, field: value})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][:2] == ["body", field]
+    assert await redis.zcard("arq:queue") == 0
+
+
+async def test_typed_bodies_have_the_kwargs_limits(client: httpx.AsyncClient, redis: ArqRedis) -> None:
+    big = await client.post("/v1/functions/echo/jobs", json={"value": "x" * 70_000})
+    assert big.status_code == 422 and big.json()["detail"][0]["type"] == "too_large"
+    deep = await post_raw(client, '{"value": ' + "[" * 35 + "]" * 35 + "}", path="/v1/functions/echo/jobs")
+    assert deep.status_code == 422 and deep.json()["detail"][0]["type"] == "too_deep"
+    not_object = await post_raw(client, "[1]", path="/v1/functions/echo/jobs")
+    assert not_object.status_code == 422 and not_object.json()["detail"][0]["loc"] == ["body"]
+    assert await redis.zcard("arq:queue") == 0
+
+
+async def test_typed_options_take_what_post_v1_jobs_takes(client: httpx.AsyncClient) -> None:
+    """An ISO time without seconds (as the published pattern allows), and an integer defer_by."""
+    late = await client.post(TYPED_RECEIPT, json={**RECEIPT, "defer_until": "2767-11-22t21:07z"})
+    assert late.status_code == 202, late.text
+    assert late.json()["status"] == "deferred"
+    soon = await client.post(TYPED_RECEIPT, json={**RECEIPT, "defer_by": 5})
+    assert soon.status_code == 202 and soon.json()["status"] == "deferred"

@@ -27,7 +27,7 @@ GENERIC_OPERATION_IDS = {
     ("post", "/v1/jobs/batch"): "enqueue_batch",
     ("get", "/v1/jobs/{job_id}"): "get_job",
     ("get", "/v1/jobs/{job_id}/result"): "get_result",
-    ("delete", "/v1/jobs/{job_id}"): "abort_job",
+    ("post", "/v1/jobs/{job_id}/abort"): "abort_job",
     ("get", "/v1/functions"): "list_functions",
     ("get", "/v1/functions/{name}"): "get_function",
     ("get", "/v1/cron"): "list_cron",
@@ -177,3 +177,38 @@ async def test_a_generated_client_has_a_typed_method_per_job(
         assert isinstance(view, models.SendWelcomeEmailJobView)
         assert isinstance(view.result, models.EmailSent)  # the result typed by the function's return annotation
         assert view.result.to == "ada@example.com"
+
+
+def test_typed_bodies_publish_the_codecs_bounds(document: dict[str, Any]) -> None:
+    """The body schema says what the enqueue accepts: integers within 64 bits, untyped values as JsonValue,
+    the e-mail domains the validator refuses; so a client (or a fuzzer) trusting it is never surprised."""
+    schemas = document["components"]["schemas"]
+    receipt = schemas["SendOrderReceiptRequest"]["properties"]
+    assert receipt["order_id"]["maximum"] == 2**64 - 1 and receipt["order_id"]["minimum"] == -(2**63)
+    assert "pattern" in receipt["email"]
+    assert schemas["EchoRequest"]["properties"]["value"]["$ref"] == "#/components/schemas/JsonValue"
+    assert schemas["SendOrderReceiptRequest"]["not"] == {"required": ["defer_by", "defer_until"]}
+
+
+async def test_typed_read_is_the_generic_view_with_a_typed_result(
+    client: httpx.AsyncClient, run_burst_worker: RunWorker
+) -> None:
+    """Field names as published (an attempt's `try`, not the model's `try_`): found by fuzzing."""
+    await client.post("/v1/functions/fail_always/jobs", json={"message": "no", "job_id": "f-1"})
+    await run_burst_worker()
+    typed = (await client.get("/v1/functions/fail_always/jobs/f-1")).json()
+    generic = (await client.get("/v1/jobs/f-1")).json()
+    assert typed["attempts"][0]["try"] == 1
+    assert typed == generic
+
+
+def test_reserved_ids_are_refused_by_the_published_schema_too(document: dict[str, Any]) -> None:
+    """`platform:` ids are the platform's own (a 422): the document says so, for the generic and typed bodies."""
+    import jsonschema_rs
+
+    for name in ("EnqueueRequest_echo", "EchoRequest"):
+        schema = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+        body = {"function": "echo", "kwargs": {"value": 1}} if name.startswith("Enqueue") else {"value": 1}
+        validator = jsonschema_rs.validator_for(schema)
+        assert validator.is_valid({**body, "job_id": "mine:1"})
+        assert not validator.is_valid({**body, "job_id": "platform:cron:x:1"})

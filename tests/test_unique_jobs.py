@@ -95,7 +95,7 @@ async def test_the_lock_is_released_when_the_job_ends(
     second = await client.post("/v1/jobs", json=report(7))
     assert second.status_code == 202 and second.json()["job_id"] != first
 
-    aborted = await client.delete(f"/v1/jobs/{second.json()['job_id']}")
+    aborted = await client.post(f"/v1/jobs/{second.json()['job_id']}/abort")
     assert aborted.status_code == 200, aborted.text
     assert await redis.keys(lock) == []  # released by the abort script
     third = await client.post("/v1/jobs", json=report(7))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pickle
 
 import pytest
-from arq.jobs import deserialize_result
+from arq.jobs import deserialize_job_raw, deserialize_result
 
 from core import codec, wire
 from core.codec import ErrorKind, JobError
+from core.correlation import Correlation
 from core.exact_json import Unencodable
 
 HEADER = wire.ResultHeader("j1", "echo", (), {"value": 1}, 2, 1_000, 2_000, 3_000, "arq:queue", 1_500)
@@ -63,3 +64,13 @@ def test_a_worker_on_arqs_serializer_stores_values_and_picklable_errors() -> Non
     assert success.result == {"a": 1}
     failure = deserialize_result(wire.encode_result(HEADER, False, JobError.of_kind(ErrorKind.timeout, "t"), None))
     assert isinstance(failure.result, JobError) and failure.result.kind == "timeout"
+
+
+def test_the_request_s_id_and_traceparent_ride_along_and_arq_ignores_them() -> None:
+    carried = Correlation("req-1", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    raw = wire.encode_job("echo", {"value": 1}, 1_000, carried)
+    assert deserialize_job_raw(raw, deserializer=codec.loads) == ("echo", [], {"value": 1}, None, 1_000)
+    assert wire.decode_job(raw, codec.loads).correlation == carried
+    only_id = wire.encode_job("echo", {}, 1, Correlation("req-2", None))
+    assert codec.loads(only_id)["rid"] == "req-2" and "tp" not in codec.loads(only_id)
+    assert wire.decode_job(only_id, codec.loads).correlation == Correlation("req-2", None)

@@ -155,7 +155,7 @@ async def test_real_worker_logs_retries_failure_dead_letter_and_abort(
     running = {"function": "sleep_for", "kwargs": {"seconds": 30}}
     running_id = (await client.post("/v1/jobs", json=running)).json()["job_id"]
     assert (await client.get(f"/v1/jobs/{failing_id}/result", params={"wait": 10})).json()["status"] == "failed"
-    assert (await client.delete(f"/v1/jobs/{running_id}")).status_code in (200, 202)
+    assert (await client.post(f"/v1/jobs/{running_id}/abort")).status_code in (200, 202)
 
     async def events() -> list[dict[str, Any]]:
         return [e for e in json_log_lines(worker_log) if e.get("job_id") in (failing_id, running_id)]

@@ -69,7 +69,7 @@ local function chain_run(parent, queue, first, now)
       emit_event(id, fn, 'queued', '{"scheduled_at":' .. now .. ',"enqueued_at":' .. now .. ',"parent":'
         .. cjson.encode(parent) .. '}')
       expire_events(id, px)
-      index_move(id, fn, nil, 'waiting', now)
+      index_set(id, fn, 'waiting', now)
       count_metric('enqueued|' .. fn, 1)
       names[#names + 1] = fn
       written = written + 1

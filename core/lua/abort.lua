@@ -5,7 +5,9 @@
 -- result_px, function ('' when its payload named none), then only for a job of a chain or a unique one: chain
 -- work ('' | end | link), unique lock (or ''), the reason its children do not run.
 if redis.call('EXISTS', KEYS[4]) == 1 then return 'finished' end
-if redis.call('EXISTS', KEYS[3]) == 1 then
+local lease = redis.call('GET', KEYS[3])
+if lease then
+  if string.sub(lease, -#ABORT_MARK) ~= ABORT_MARK then redis.call('APPEND', KEYS[3], ABORT_MARK) end
   redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
   return 'aborting'
 end
@@ -20,7 +22,7 @@ local fn = ARGV[5]
 if fn and fn ~= '' then
   emit_event(ARGV[1], fn, 'aborted', '{}')
   expire_events(ARGV[1], events_px)
-  index_move(ARGV[1], fn, 'waiting', 'aborted', ARGV[3])
+  index_set(ARGV[1], fn, 'aborted', ARGV[3])
   count_metric('finished|' .. fn .. '|aborted', 1)
 end
 -- Chains and unique jobs (_workflow_*.lua): only when the caller hands such work over.

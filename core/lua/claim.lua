@@ -7,8 +7,11 @@
 -- Each claimed job whose payload names its function (the JSON payloads the platform writes) is published
 -- (started) and moved to the in_progress index, one index write per function of the batch, when ARGV[14] is 1.
 -- ARGV: now_ms, want, read_limit, page, lease_ms, lease_prefix, job_prefix, try_prefix, try_ttl_s, token_prefix,
---       result_prefix, holder_prefix, claim call number, publish (1 or 0)
+--       result_prefix, holder_prefix, claim call number, publish (1 or 0), then the ids the worker runs
 local claimed = {}
+-- The worker's own running jobs stay on the queue until they end: no SET NX that cannot take them.
+local running = {}
+for i = 15, #ARGV do running[ARGV[i]] = true end
 -- An abort is rare: look for one per job only when the abort set exists at all.
 local aborts = redis.call('EXISTS', KEYS[2]) == 1
 local want, limit, page = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -23,15 +26,19 @@ while offset < limit and #claimed < want do
     if #claimed >= want then break end
     local id = due[i]
     local token = ARGV[10] .. ':' .. ARGV[1] .. ':' .. ARGV[13] .. ':' .. #claimed
-    if redis.call('SET', ARGV[6] .. id, token, 'NX', 'PX', ARGV[5]) then
+    if not running[id] and redis.call('SET', ARGV[6] .. id, token, 'NX', 'PX', ARGV[5]) then
       local payload = redis.call('GET', ARGV[7] .. id)
       if not payload and redis.call('EXISTS', ARGV[11] .. id) == 1 then
         -- It already ended (its result is kept): a stray queue entry, never a job to run again.
         redis.call('ZREM', KEYS[1], id)
         redis.call('DEL', ARGV[6] .. id)
       else
-        local try = redis.call('INCR', ARGV[8] .. id)
-        if try == 1 then redis.call('EXPIRE', ARGV[8] .. id, ARGV[9]) end
+        -- arq's try counter: a first try sets it with its lifetime in one command, a later one counts on.
+        local try = 1
+        if not redis.call('SET', ARGV[8] .. id, 1, 'NX', 'EX', ARGV[9]) then
+          try = redis.call('INCR', ARGV[8] .. id)
+          if try == 1 then redis.call('EXPIRE', ARGV[8] .. id, ARGV[9]) end -- counting on from a requeue's 0
+        end
         redis.call('SET', ARGV[12] .. id, token, 'EX', ARGV[9])
         local aborted = aborts and redis.call('ZREM', KEYS[2], id) or 0
         claimed[#claimed + 1] = {id, due[i + 1], payload or false, try, aborted, token}
@@ -51,7 +58,7 @@ while offset < limit and #claimed < want do
   offset = offset + count
 end
 for _, fn in ipairs(names) do
-  index_move_many(started[fn], fn, 'waiting', 'in_progress', now)
+  index_set_many(started[fn], fn, 'in_progress', now)
 end
 local nxt = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 return {claimed, nxt[2] or ''}

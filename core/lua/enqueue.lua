@@ -36,7 +36,7 @@ for i = 1, count do
     emit_event(id, fn, tonumber(score) > now and 'deferred' or 'queued',
       '{"scheduled_at":' .. score .. ',"enqueued_at":' .. ARGV[2] .. '}')
     expire_events(id, ARGV[base + 3])
-    index_move(id, fn, nil, 'waiting', score)
+    index_set(id, fn, 'waiting', score)
     if links and links[i] and links[i] ~= '' then chain_write(links[i], ARGV[base + 3]) end
     if not enqueued[fn] then
       enqueued[fn] = 0

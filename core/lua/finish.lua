@@ -12,12 +12,14 @@
 -- mode: finish | retry | requeue; event: complete | failed | dead | aborted (finish), retrying, requeued.
 -- The options travel as one string: every argument costs the client work.
 local current = redis.call('GET', KEYS[1])
-if current ~= ARGV[2] then
+local abort_mark = current == ARGV[2] .. ABORT_MARK -- an abort may have put the job on the abort set (_lease.lua)
+if current ~= ARGV[2] and not abort_mark then
   -- Not our lease. A lapsed one is still ours if nobody claimed the job since (its holder is still our token:
   -- every claim sets it, every outcome clears it) and the job has not ended.
   if current or redis.call('GET', KEYS[7]) ~= ARGV[2] or redis.call('EXISTS', KEYS[4]) == 1 then
     return 0
   end
+  abort_mark = true -- the lapsed lease took its mark with it
 end
 local mode, result_px, keep_lease_px, retry_score, now, attempts_ttl, dead_px, max_wake, event =
   string.match(ARGV[4], '(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)')
@@ -45,7 +47,7 @@ if mode == 'finish' then
     end
   end
   redis.call('ZREM', KEYS[5], job_id)
-  redis.call('ZREM', KEYS[6], job_id)
+  if abort_mark then redis.call('ZREM', KEYS[6], job_id) end
   if ARGV[8] and ARGV[8] ~= '' then
     if dead_px == '-' then
       redis.call('SET', KEYS[10], ARGV[8])
@@ -63,7 +65,7 @@ if mode == 'finish' then
     if event == 'failed' or event == 'dead' then data = '{"try":' .. ARGV[3] .. ',"error":' .. error_json .. '}' end
     emit_event(job_id, fn, event, data)
     expire_events(job_id, events_px)
-    index_move(job_id, fn, 'in_progress', event, now)
+    index_set(job_id, fn, event, now)
   end
   -- Chains and unique jobs (_workflow_*.lua): only when the worker hands such work over.
   local chain = ARGV[11]
@@ -87,14 +89,14 @@ if mode == 'retry' then
   if fn ~= '' then
     emit_event(job_id, fn, 'retrying',
       '{"try":' .. ARGV[3] .. ',"retry_at":' .. retry_score .. ',"error":' .. error_json .. '}')
-    index_move(job_id, fn, 'in_progress', 'waiting', retry_score)
+    index_set(job_id, fn, 'waiting', retry_score)
   end
 else -- requeue: the worker is stopping; the try it took is given back
   redis.call('DECR', KEYS[2])
   if fn ~= '' then
     local due = redis.call('ZSCORE', KEYS[5], job_id) or now
     emit_event(job_id, fn, 'requeued', '{"scheduled_at":' .. due .. '}')
-    index_move(job_id, fn, 'in_progress', 'waiting', due)
+    index_set(job_id, fn, 'waiting', due)
   end
 end
 if tonumber(retry_score) <= tonumber(now) and redis.call('LPUSH', KEYS[9], '1') > tonumber(max_wake) then

@@ -8,11 +8,11 @@ for i = 1, #KEYS / 3 do
   local lease, holder, result = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   local token = ARGV[i + 1]
   local current = redis.call('GET', lease)
-  if current == token then
+  if held_by(current, token) then
     redis.call('PEXPIRE', lease, ARGV[1])
     held[i] = 1
   elseif not current and redis.call('GET', holder) == token and redis.call('EXISTS', result) == 0 then
-    redis.call('SET', lease, token, 'PX', ARGV[1])
+    redis.call('SET', lease, token .. ABORT_MARK, 'PX', ARGV[1]) -- an abort may have come while it lapsed
     held[i] = 1
   else
     held[i] = 0

@@ -10,7 +10,7 @@ redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[4])
 redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
 emit_event(ARGV[1], ARGV[6], 'requeued', '{"scheduled_at":' .. ARGV[3] .. '}')
 expire_events(ARGV[1], ARGV[4])
-index_move(ARGV[1], ARGV[6], 'dead', 'waiting', ARGV[3])
+index_set(ARGV[1], ARGV[6], 'waiting', ARGV[3])
 if redis.call('LPUSH', KEYS[8], '1') > tonumber(ARGV[5]) then
   redis.call('LTRIM', KEYS[8], 0, ARGV[5] - 1)
 end

@@ -8,6 +8,7 @@ job must present (core/lua/finish.lua, core/lua/renew.lua).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from arq.connections import ArqRedis
@@ -49,14 +50,17 @@ async def claim(
     call_number: int = 0,
     *,
     publish: bool = True,
+    running: Collection[str] = (),
 ) -> tuple[list[Claim], int | None]:
     """Claim up to `want` due jobs, reading at most `read_limit` due ids; also the score of the next
     deferred job (so the worker knows how long it may sleep). `publish`: publish and index each start (a worker
-    built from arq's arguments alone writes arq's keys only)."""
+    built from arq's arguments alone writes arq's keys only). `running`: the ids of the jobs the worker holds,
+    still on the queue until they end: the script passes over them instead of failing to claim each again (a
+    command a job), and a lease of ours that lapsed is taken back by the renewal, not claimed anew."""
     args: list[str | int] = [
         now_ms, want, read_limit, min(PAGE, read_limit), lease_ms, keys.LEASE_PREFIX, keys.JOB_PREFIX,
         keys.TRY_PREFIX, TRY_COUNTER_TTL_S, worker_id, keys.RESULT_PREFIX, keys.HOLDER_PREFIX, call_number,
-        int(publish),
+        int(publish), *running,
     ]  # fmt: skip
     rows, next_due = await scripts(pool).claim(keys=[queue_name, keys.ABORT_SET], args=args)
     claims = [

@@ -13,6 +13,7 @@ from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
 from core import codec, job_index, keys
+from core.scripts import scripts
 from core.workers import MISSED_BEATS_BEFORE_DEAD, WorkerInfo, WorkerStats, stale_before
 
 log = structlog.get_logger("worker")
@@ -31,8 +32,9 @@ async def beat(redis: ArqRedis, info: WorkerInfo, interval_s: float, index_keeps
         pipe.set(keys.worker(info.worker_id), codec.dumps(asdict(info)), px=ttl_ms)
         pipe.zadd(keys.WORKERS, {info.worker_id: info.last_seen})
         pipe.zremrangebyscore(keys.WORKERS, "-inf", stale_before(info.last_seen, interval_s))
-        for function, keep_ms, dead_keep_ms in index_keeps:
-            job_index.trim_commands(pipe, function, keep_ms, dead_keep_ms, int(info.last_seen * 1000))
+        if index_keeps:
+            args = job_index.trim_args(index_keeps, int(info.last_seen * 1000))
+            await scripts(redis).trim_index(keys=[], args=args, client=pipe)  # queued on the pipeline
         await pipe.execute()
 
 

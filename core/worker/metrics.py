@@ -107,7 +107,13 @@ class MetricsBuffer:
 
 
 async def flush_metrics(redis: ArqRedis, buffer: MetricsBuffer) -> None:
-    """Hand over what is left without a finish call to carry it (a stopping worker)."""
-    text, _ = buffer.take()
-    if text:
+    """Hand over what no finish call carried (a stopping worker, or a second passed without a finish); kept for
+    the next hand-over when Redis does not take it."""
+    text, taken = buffer.take()
+    if not text:
+        return
+    try:
         await scripts(redis).metrics(keys=[], args=[text])
+    except BaseException:
+        buffer.give_back(taken)
+        raise

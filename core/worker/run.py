@@ -16,13 +16,14 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from arq.jobs import DeserializationError
 from arq.utils import ms_to_datetime, timestamp_ms
 from arq.worker import JobExecutionFailed, Retry, RetryJob
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
-from core import attempts, chains, codec, cron_runs, keys, wire
+from core import attempts, chains, codec, correlation, cron_runs, keys, tracing, wire
 from core.codec import ErrorKind, JobError
 from core.dead_letters import DeadLetter
 from core.exact_json import Unencodable, dumps_exact
@@ -164,6 +165,7 @@ class _Runner:
         self.ctx: dict[str, Any] | None = None
         self.payload: wire.JobPayload | None = None
         self.result_json: wire.EncodedJSON | None = None
+        self.carried: correlation.Correlation | None = None
 
     def done(self, outcome: Outcome) -> Try:
         return Try(self.claim, outcome, self.function, self.runnable, self.duration_s, self.ctx, self.workflow(outcome))
@@ -263,6 +265,11 @@ class _Runner:
         self.function, self.args, self.kwargs = payload.function, payload.args, payload.kwargs
         self.enqueue_time_ms = payload.enqueue_time_ms
         self.payload = payload
+        carried = self.carried = payload.correlation
+        if carried is not None:  # this try's task only: its log lines, and what it enqueues, carry them
+            correlation.current.set(carried)
+            if carried.request_id is not None:
+                structlog.contextvars.bind_contextvars(request_id=carried.request_id)
         if claim.aborted:
             error = JobError.of_kind(ErrorKind.aborted, "aborted before it started")
             return self.done(Aborted(self.failure_payload(error, asyncio.CancelledError()), before_start=True))
@@ -305,12 +312,14 @@ class _Runner:
 
         async def steps() -> Any:
             """Everything the try does runs in its task, so whatever fails in any step fails the try."""
-            if worker.on_job_start:
-                await worker.on_job_start(ctx)
-            worker.log_started(claim, self.function, self.start_ms, self.enqueue_time_ms)
-            if runnable.platform_cron:
-                await cron_runs.record_start(worker.pool, runnable.name, claim.job_id)
-            return await _validated_call(runnable, ctx, self.args, self.kwargs)
+            traceparent = self.carried.traceparent if self.carried else None
+            with tracing.job_span(self.function, claim.job_id, claim.job_try, traceparent):
+                if worker.on_job_start:
+                    await worker.on_job_start(ctx)
+                worker.log_started(claim, self.function, self.start_ms, self.enqueue_time_ms)
+                if runnable.platform_cron:
+                    await cron_runs.record_start(worker.pool, runnable.name, claim.job_id)
+                return await _validated_call(runnable, ctx, self.args, self.kwargs)
 
         coroutine: Coroutine[Any, Any, Any] = _contained(steps)
         task = worker.job_tasks[claim.job_id] = asyncio.ensure_future(coroutine)

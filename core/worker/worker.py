@@ -173,6 +173,9 @@ class PlatformWorker(Worker):
         try:
             if self.claims and time.monotonic() - self._last_renewal > self.lease_ms / 2000:
                 await self._renew_leases()  # before claiming: a lease that lapsed in an outage is taken back first
+            if self.metrics.counts and self.metrics.due(alone=False):
+                # No finish call carried them for a second (a burst ended, or only long jobs run): hand over.
+                await flush_metrics(self.pool, self.metrics)
             await self._claim_and_wait()
         except (RedisError, OSError) as exc:
             self._outage_backoff_s = min(OUTAGE_BACKOFF_MAX_S, max(0.05, self._outage_backoff_s * 2))
@@ -203,6 +206,7 @@ class PlatformWorker(Worker):
                     self.lease_ms,
                     self._claim_calls,
                     publish=self.announces,
+                    running=self.claims.keys(),
                 )
                 for held in claimed:
                     self._start(held)  # when stopping, each run gives its job straight back

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from arq.connections import ArqRedis
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
 from core import job_index
@@ -23,7 +21,7 @@ from core.job_index import BadCursor, SearchStatus
 from core.registry import JobSpec, Registry, UnknownFunction
 from core.status import JobFailure, JobRecord, JobState, read_job
 from service.auth import Scope, requires
-from service.deps import PoolDep, PrincipalDep, RegistryDep, SettingsDep, WaitSlotsDep
+from service.deps import EventHubDep, PoolDep, PrincipalDep, RegistryDep, SettingsDep, WaitSlotsDep
 from service.errors import ApiError, KwargsInvalid, PlatformRoute, kwargs_errors, problem
 from service.limits import WAIT_RETRY_AFTER_S, TooManyWaits
 from service.models import (
@@ -40,14 +38,14 @@ from service.models import (
     ThenRequest,
 )
 from service.strict_json import InputRejected, check_kwargs
+from service.waiting import JOB_ID_LOC, record_or_404, unless_client_leaves, wait_until_finished
 from settings import Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=PlatformRoute)
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No job with this id"}}
-JOB_ID_LOC = ("path", "job_id")
-POLL_START_S, POLL_MAX_S = 0.01, 0.2
 ABORT_WAIT_S = 2.0
+CLIENT_LEFT = 499  # nginx's "client closed request", for the access log
 MAX_PAGE = 200
 CURSOR_PATTERN = r"^[0-9]{1,15}:.+$"
 
@@ -126,25 +124,6 @@ def chain_of(
     return chain
 
 
-async def _record_or_404(pool: ArqRedis, settings: Settings, job_id: str) -> JobRecord:
-    record = await read_job(pool, settings.queue_name, job_id)
-    if record is None:
-        raise ApiError(404, f"no job with id {job_id!r}", loc=JOB_ID_LOC)
-    return record
-
-
-async def _wait_until_finished(pool: ArqRedis, settings: Settings, job_id: str, wait_s: float) -> JobRecord:
-    """Poll the job with a growing interval until it finishes or `wait_s` passes."""
-    deadline = time.monotonic() + wait_s
-    delay = POLL_START_S
-    record = await _record_or_404(pool, settings, job_id)
-    while not record.status.finished and time.monotonic() < deadline:
-        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, POLL_MAX_S)
-        record = await _record_or_404(pool, settings, job_id)
-    return record
-
-
 def _checked(spec: JobSpec, kwargs: dict[str, Any], loc: tuple[str | int, ...], settings: Settings) -> None:
     """The kwargs as the job will see them: exact, within MAX_KWARGS_BYTES and MAX_KWARGS_DEPTH."""
     try:
@@ -194,8 +173,9 @@ async def enqueue_batch(
 ) -> BatchAccepted:
     """Queue up to 1,000 jobs in one atomic round trip: all of them, or (422, 503) none. All are validated
     first, and every invalid job is reported at once (each error located by its index); an existing `job_id` is
-    listed under `duplicates` and the rest are queued. A `job_id` given twice in one batch is invalid. A unique
-    job whose key is held (by an earlier job of the batch too) is listed with `existing: true`, as that job."""
+    listed under `duplicates` and the rest are queued; so is a `job_id` given again in the batch (the first one
+    given is queued). A unique job whose key is held (by an earlier job of the batch too) is listed with
+    `existing: true`, as that job."""
     requests, invalid = [], []
     for index, item in enumerate(body.jobs):
         try:
@@ -266,32 +246,40 @@ async def search_jobs(
 @router.get("/{job_id}", responses=NOT_FOUND)
 async def get_job(job_id: str, pool: PoolDep, settings: SettingsDep) -> JobView:
     """The job's status, arguments, timestamps, tries, progress and result or error."""
-    return JobView.of(await _record_or_404(pool, settings, job_id))
+    return JobView.of(await record_or_404(pool, settings, job_id))
 
 
 @router.get(
     "/{job_id}/result",
+    response_model=JobOutcome,
     responses={**NOT_FOUND, 202: {"model": JobOutcome, "description": "Not finished yet"}},
 )
 async def get_result(
     job_id: str,
     pool: PoolDep,
+    hub: EventHubDep,
     settings: SettingsDep,
     waits: WaitSlotsDep,
     principal: PrincipalDep,
+    request: Request,
     response: Response,
     wait: Annotated[
         float, Query(ge=0, allow_inf_nan=False, description="Seconds to wait for the job to finish (bounded).")
     ] = 0,
-) -> JobOutcome:
-    """The job's outcome: 200 once finished, 202 with the current status when not yet."""
+) -> JobOutcome | Response:
+    """The job's outcome: 200 once finished, 202 with the current status when not yet. With `wait`, the answer
+    comes as soon as the job's terminal event arrives (pushed, not polled)."""
     wait_s = min(wait, settings.result_wait_max_seconds)
     if wait_s <= 0:
-        record = await _record_or_404(pool, settings, job_id)
+        record = await record_or_404(pool, settings, job_id)
     else:
         try:
             with waits.hold(principal.name):
-                record = await _wait_until_finished(pool, settings, job_id, wait_s)
+                waiting = wait_until_finished(pool, hub, settings, job_id, wait_s)
+                waited = await unless_client_leaves(request, waiting)
+            if waited is None:
+                return Response(status_code=CLIENT_LEFT)  # sent to nobody
+            record = waited
         except TooManyWaits as exc:
             retry = {"Retry-After": str(WAIT_RETRY_AFTER_S)}
             raise ApiError(429, str(exc), type_="too_many_waits", headers=retry) from None
@@ -300,8 +288,9 @@ async def get_result(
     return JobOutcome.of(record)
 
 
-@router.delete(
-    "/{job_id}",
+# An action, not a deletion: the aborted job stays readable (its status is the point), so not `DELETE`.
+@router.post(
+    "/{job_id}/abort",
     operation_id="abort_job",
     responses={
         **NOT_FOUND,
@@ -310,10 +299,10 @@ async def get_result(
     },
 )
 async def abort(
-    job_id: str, pool: PoolDep, registry: RegistryDep, settings: SettingsDep, response: Response
+    job_id: str, pool: PoolDep, hub: EventHubDep, registry: RegistryDep, settings: SettingsDep, response: Response
 ) -> JobView:
     """Abort a queued, deferred or running job; 409 when it already finished."""
-    record = await _record_or_404(pool, settings, job_id)
+    record = await record_or_404(pool, settings, job_id)
     if record.status.finished:
         msg = f"job {job_id!r} already finished with status {record.status.value}"
         raise ApiError(409, msg, loc=JOB_ID_LOC, type_="already_finished")
@@ -331,7 +320,7 @@ async def abort(
         # Nothing was kept to read back: answer with the job as it was, now aborted.
         failure = JobFailure(KIND_TYPES[ErrorKind.aborted], "aborted before it started", ErrorKind.aborted)
         return JobView.of(replace(record, status=JobState.aborted, finished_at=datetime.now(UTC), error=failure))
-    record = await _wait_until_finished(pool, settings, job_id, ABORT_WAIT_S)
+    record = await wait_until_finished(pool, hub, settings, job_id, ABORT_WAIT_S)
     if not record.status.finished:
         response.status_code = 202
     return JobView.of(record)

@@ -19,16 +19,21 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ValidationError, create_model
 from pydantic.fields import FieldInfo
 from starlette.routing import Match
-from starlette.types import Scope
+from starlette.types import Scope as AsgiScope
 
 from core.chains import ChainInvalid
 from core.enqueue import enqueue
 from core.exact_json import Unencodable
 from core.registry import JobSpec, Registry
-from service.deps import PoolDep, SettingsDep
-from service.errors import KwargsInvalid, PlatformRoute
+from service.auth import Scope, requires
+from service.deps import EventHubDep, PoolDep, PrincipalDep, SettingsDep, WaitSlotsDep
+from service.errors import ApiError, KwargsInvalid, PlatformRoute, problem
+from service.event_hub import EventHub
+from service.limits import WAIT_RETRY_AFTER_S, TooManyWaits
 from service.models import EnqueueRequest, JobAccepted, JobView
-from service.routes.jobs import _wait_until_finished, accepted_answer, chain_of
+from service.routes.jobs import _checked, accepted_answer, chain_of
+from service.strict_json import InputRejected, parse_body
+from service.waiting import wait_until_finished
 from settings import Settings
 
 OPTIONS = ("job_id", "defer_by", "defer_until", "then")
@@ -85,23 +90,33 @@ class TypedFunction:
 async def _enqueue(
     function: TypedFunction, raw: bytes, pool: ArqRedis, registry: Registry, settings: Settings, response: Response
 ) -> JobAccepted:
+    """The same strict path as `POST /v1/jobs`: the body read exactly (no float for a 70-bit integer), the
+    options by the generic endpoint's own rules, the arguments held to the published schema and to the kwargs
+    limits (`check_kwargs`) before pydantic sees them, so what this accepts is what the document says."""
     spec = function.spec
     try:
-        body = function.body.model_validate_json(raw or b"{}")
-        given = {name: value for name in function.options if (value := getattr(body, name)) not in (None, [])}
-        # The generic endpoint's own rules for the options (reserved ids, one deferral, bounds).
-        options = EnqueueRequest(function=spec.name, **given) if given else None
+        body = parse_body(raw or b"{}", settings.max_kwargs_depth + 1)
+    except InputRejected as exc:
+        raise KwargsInvalid([problem(exc.loc, exc.msg, exc.type_)]) from None
+    if not isinstance(body, dict):
+        raise KwargsInvalid([problem(("body",), "must be a JSON object", "model_attributes_type")])
+    given = {name: body.pop(name) for name in function.options if name in body}
+    try:
+        # As given (a string, not yet a datetime): the generic endpoint's rules (reserved ids, one deferral).
+        options = EnqueueRequest(function=spec.name, **given)
     except ValidationError as exc:
         raise KwargsInvalid.of(exc, ("body",)) from None
+    _checked(spec, body, ("body",), settings)
+    then = chain_of(registry, options.then, ("body",), settings) if options.then else ()
     try:
         accepted = await enqueue(
             pool,
             spec,
-            {name: getattr(body, name) for name in function.arguments},
-            job_id=options.job_id if options else None,
-            defer_by=options.defer_by if options else None,
-            defer_until=options.defer_until if options else None,
-            then=chain_of(registry, options.then, ("body",), settings) if options and options.then else (),
+            body,
+            job_id=options.job_id,
+            defer_by=options.defer_by,
+            defer_until=options.defer_until,
+            then=then,
         )
     except (ValidationError, Unencodable) as exc:
         raise KwargsInvalid.of(exc, ("body",)) from None
@@ -111,12 +126,14 @@ async def _enqueue(
     return await accepted_answer(pool, settings, spec.name, accepted, response, location)
 
 
-async def _view(function: TypedFunction, job_id: str, pool: ArqRedis, settings: Settings, wait: float) -> Response:
-    record = await _wait_until_finished(pool, settings, job_id, min(wait, settings.result_wait_max_seconds))
+async def _view(
+    function: TypedFunction, job_id: str, pool: ArqRedis, hub: EventHub, settings: Settings, wait: float
+) -> Response:
+    record = await wait_until_finished(pool, hub, settings, job_id, min(wait, settings.result_wait_max_seconds))
     if record.function != function.spec.name:
         raise HTTPException(404, f"no job with id {job_id!r} of function {function.spec.name!r}")
-    view = function.view.model_validate(JobView.of(record).model_dump())
-    return Response(view.model_dump_json(), media_type="application/json")
+    view = function.view.model_validate(JobView.of(record).model_dump(by_alias=True))
+    return Response(view.model_dump_json(by_alias=True), media_type="application/json")
 
 
 class SchemaOnlyRoute(PlatformRoute):
@@ -125,7 +142,7 @@ class SchemaOnlyRoute(PlatformRoute):
     FastAPI tries routes one by one, at a cost per route, so two routes per function would slow every route
     after them; the two dispatch routes find the function by name instead, and these never match."""
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+    def matches(self, scope: AsgiScope) -> tuple[Match, AsgiScope]:
         return Match.NONE, {}
 
 
@@ -142,6 +159,7 @@ def _document(router: APIRouter, function: TypedFunction) -> None:
     """Add the function's two operations (`enqueue_<name>`, `get_<name>_job`) to the document."""
     spec, path, empty = function.spec, f"/{function.spec.name}/jobs", inspect.Parameter.empty
 
+    @requires(Scope.enqueue)  # what the dispatch route needs, published as such
     async def enqueue_typed(**kwargs: Any) -> JobAccepted:
         raise NotImplementedError  # never matched: see SchemaOnlyRoute
 
@@ -198,14 +216,32 @@ def routers(registry: Registry) -> tuple[APIRouter, APIRouter]:
     dispatch = APIRouter(prefix="/v1/functions", route_class=PlatformRoute, include_in_schema=False)
 
     @dispatch.post("/{name}/jobs", status_code=202)
+    @requires(Scope.enqueue)
     async def enqueue_by_name(
         name: str, request: Request, pool: PoolDep, settings: SettingsDep, response: Response
     ) -> JobAccepted:
         return await _enqueue(find(name), await request.body(), pool, registry, settings, response)
 
     @dispatch.get("/{name}/jobs/{job_id}")
-    async def get_by_name(name: str, job_id: str, pool: PoolDep, settings: SettingsDep, wait: WAIT = 0) -> Response:
-        return await _view(find(name), job_id, pool, settings, wait)
+    async def get_by_name(
+        name: str,
+        job_id: str,
+        pool: PoolDep,
+        hub: EventHubDep,
+        settings: SettingsDep,
+        waits: WaitSlotsDep,
+        principal: PrincipalDep,
+        wait: WAIT = 0,
+    ) -> Response:
+        function = find(name)
+        if wait <= 0:
+            return await _view(function, job_id, pool, hub, settings, 0)
+        try:
+            with waits.hold(principal.name):
+                return await _view(function, job_id, pool, hub, settings, wait)
+        except TooManyWaits as exc:
+            retry = {"Retry-After": str(WAIT_RETRY_AFTER_S)}
+            raise ApiError(429, str(exc), type_="too_many_waits", headers=retry) from None
 
     document = APIRouter(prefix="/v1/functions", tags=["typed"], route_class=PlatformRoute)
     for function in functions.values():

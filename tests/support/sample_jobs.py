@@ -58,3 +58,11 @@ async def count_starts(ctx: JobContext, token: str, seconds: float) -> int:
     starts = await ctx["redis"].incr(f"test:starts:{token}")
     await asyncio.sleep(seconds)
     return int(starts)
+
+
+@job(timeout=5, max_tries=1)
+async def fail_until_allowed(ctx: JobContext, token: str) -> str:
+    """Raise PermissionError until test:allowed:<token> is set (a dead letter a test can then requeue to success)."""
+    if not await ctx["redis"].exists(f"test:allowed:{token}"):
+        raise PermissionError(f"{token} is not allowed yet")
+    return token

@@ -3,6 +3,7 @@ stale call carried is kept for the next one; a stopping worker hands over the re
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from arq.connections import ArqRedis
@@ -14,6 +15,7 @@ from core.worker.claim import claim
 from core.worker.metrics import MetricsBuffer, flush_metrics
 from core.worker.outcome import Succeeded
 from core.worker.record import Ran, Storage, write
+from core.worker.worker import PlatformWorker
 from settings import Settings
 
 QUEUE = "arq:queue"
@@ -68,3 +70,20 @@ def test_a_busy_worker_hands_metrics_over_once_a_second_an_idle_one_at_once() ->
     assert not buffer.due(alone=False)
     buffer.last_flush -= 1.5
     assert buffer.due(alone=False)
+
+
+async def test_a_burst_is_counted_in_full_while_the_worker_stays_up(
+    settings: Settings, redis: ArqRedis, registry: Registry, running_worker: PlatformWorker
+) -> None:
+    """Jobs that end together hand their metrics to no finish call of their own; the worker's loop hands over
+    the rest within a second or so, not at its next job or its stop."""
+    spec = registry.get("sleep_for")
+    for _ in range(20):
+        await enqueue(redis, spec, {"seconds": 0.2})
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if (await counts(redis)).get("finished|sleep_for|complete") == 20:
+            break
+        await asyncio.sleep(0.05)
+    assert (await counts(redis)).get("finished|sleep_for|complete") == 20
+    assert not running_worker.metrics.counts or not any(running_worker.metrics.counts.values())
