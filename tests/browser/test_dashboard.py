@@ -194,3 +194,19 @@ def test_jobs_filter_by_status_and_function_and_new_jobs_appear_live(page: Watch
     expect(browser).to_have_url(re.compile(f"/dashboard/jobs/{job_id}$"))
     expect(browser.locator("#job-status")).to_have_text("complete")
     assert page.csp_violations() == []
+
+
+def test_a_chained_job_shows_its_parent_and_children(page: Watched) -> None:
+    body = {"function": "echo", "kwargs": {"value": 7}, "then": [{"function": "echo", "result_arg": "value"}]}
+    accepted = httpx.post(f"{page.base_url}/v1/jobs", json=body).json()
+    parent_id, child_id = accepted["job_id"], accepted["children"][0]["job_id"]
+    browser = page.page
+    page.goto(f"/dashboard/jobs/{parent_id}")
+    expect(browser.locator("#chain-box")).to_be_visible()
+    expect(browser.locator("#children tbody")).to_contain_text(child_id)
+    page.goto(f"/dashboard/jobs/{child_id}")
+    expect(browser.locator("#job-status")).to_have_text("complete")
+    expect(browser.locator("#job-parent")).to_have_text(parent_id)
+    expect(browser.locator("#job-result-arg")).to_have_text("value")
+    expect(browser.locator("#job-result")).to_contain_text("7")
+    assert page.csp_violations() == []
