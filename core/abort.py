@@ -59,5 +59,9 @@ async def abort_job(pool: ArqRedis, queue_name: str, job_id: str, keep_result_s:
         keys.holder(job_id),
     ]
     args: list[str | bytes | int] = [job_id, result, now_ms, int(keep_result_s * 1000), header.function]
+    chain, parent, lock = job.get("c"), job.get("p"), job.get("u")
+    if chain or parent or lock:  # a job of a chain, or a unique one (core/chains.py, core/unique.py)
+        work = "end" if chain else "link" if parent else ""
+        args += [work, lock if isinstance(lock, str) else "", f"its parent {job_id} was aborted"]
     outcome = await scripts(pool).abort(keys=script_keys, args=args)
     return AbortOutcome(outcome.decode() if isinstance(outcome, bytes) else outcome)

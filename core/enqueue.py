@@ -18,9 +18,10 @@ from arq.connections import ArqRedis
 from arq.jobs import serialize_job
 from pydantic import ValidationError
 
-from core import correlation, keys, priority, wire
+from core import chains, correlation, keys, priority, unique, wire
+from core.chains import Child, Then
 from core.context import JobContext
-from core.exact_json import Unencodable
+from core.exact_json import Unencodable, dumps_exact
 from core.priority import Priority
 from core.registry import JobFunction, JobSpec, spec_of
 from core.scripts import MAX_WAKE_TOKENS, scripts
@@ -30,6 +31,7 @@ class InvalidBatchItem(ValueError):
     """Items of a batch failed validation; nothing of the batch was written. `errors` maps index -> error."""
 
     def __init__(self, errors: dict[int, ValidationError | Unencodable | ValueError]) -> None:
+        # a ChainInvalid (a `then` entry) is a ValueError too, located from the item's `then`
         super().__init__("; ".join(f"job {index}: {error}" for index, error in errors.items()))
         self.errors = errors
 
@@ -57,6 +59,8 @@ class Enqueued:
     job_id: str
     enqueued_at: datetime
     scheduled_at: datetime
+    existing: bool = False  # a unique job's duplicate: this is the job that holds the key (its times unknown)
+    children: tuple[Child, ...] = ()
 
     @property
     def deferred(self) -> bool:
@@ -73,6 +77,7 @@ class JobRequest:
     defer_by: float | None = None
     defer_until: datetime | None = None
     priority: Priority | None = None  # None: the function's own (`@job(priority=...)`), else default
+    then: tuple[Then, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,8 @@ class Prepared:
     score: int | str  # as the enqueue script takes it (core/priority.py)
     expires_ms: int
     accepted: Enqueued
+    unique_key: str | None = None
+    chain_records: bytes | None = None
 
 
 def _now_ms_precision() -> datetime:
@@ -94,9 +101,12 @@ def _now_ms_precision() -> datetime:
 
 
 def _prepare(request: JobRequest, now: datetime, expires_after_ms: int) -> Prepared:
-    """Validate and encode one job (raises ValidationError, or Unencodable for a value JSON cannot carry)."""
+    """Validate and encode one job (raises ValidationError, Unencodable for a value JSON cannot carry, or
+    ChainInvalid for a bad `then` entry)."""
     wire_kwargs = request.spec.json_kwargs(request.kwargs)
     job_id = request.job_id or uuid4().hex
+    children = chains.prepare(request.spec, request.then) if request.then else ()
+    unique_key = unique.lock_key(request.spec, wire_kwargs) if request.spec.options.unique else None
     if request.defer_until is not None:
         scheduled_at = request.defer_until.astimezone(UTC)
     else:
@@ -105,24 +115,39 @@ def _prepare(request: JobRequest, now: datetime, expires_after_ms: int) -> Prepa
     score = int(scheduled_at.timestamp() * 1000)
     expires_ms = max(score - now_ms, 0) + expires_after_ms
     level = priority.check(request.priority or request.spec.options.priority or "default")
-    encoded = wire.encode_job(request.spec.name, wire_kwargs, now_ms, correlation.for_job())
+    extra = b""
+    if children:
+        extra += chains.payload_fields(children)
+    if unique_key is not None:
+        extra += b',"u":' + dumps_exact(unique_key)
+    encoded = wire.encode_job(request.spec.name, wire_kwargs, now_ms, correlation.for_job(), extra)
     payload = priority.mark(encoded, level)
     if level == "low":
         expires_ms += priority.low_aging_ms()
-    accepted = Enqueued(job_id, now, max(scheduled_at, now))
-    return Prepared(job_id, request.spec.name, payload, priority.script_score(score, level), expires_ms, accepted)
+    accepted = Enqueued(job_id, now, max(scheduled_at, now), children=children)
+    records = chains.records(job_id, children) if children else None
+    score_arg = priority.script_score(score, level)
+    return Prepared(job_id, request.spec.name, payload, score_arg, expires_ms, accepted, unique_key, records)
 
 
-async def _write(pool: ArqRedis, queue_name: str, prepared: Sequence[Prepared]) -> list[bool]:
-    """One script call for all of them: True written, False the id exists."""
+async def _write(pool: ArqRedis, queue_name: str, prepared: Sequence[Prepared]) -> list[bool | str]:
+    """One script call for all of them: True written, False the id exists, or the id of the unique job that
+    holds the item's key."""
     script_keys = [queue_name, keys.wake(queue_name)]
     # The enqueue's own now, as the scores were computed from it: a job due now is queued, not deferred.
-    args: list[Any] = [MAX_WAKE_TOKENS, int(prepared[0].accepted.enqueued_at.timestamp() * 1000)]
-    for item in prepared:
+    args: list[Any] = [MAX_WAKE_TOKENS, int(prepared[0].accepted.enqueued_at.timestamp() * 1000), len(prepared)]
+    extras: list[Any] = []  # only for jobs that are unique or chained: `index, unique key, chain records`
+    for index, item in enumerate(prepared, 1):
         script_keys += [keys.job(item.job_id), keys.result(item.job_id)]
         args += [item.job_id, item.payload, item.score, item.expires_ms, item.function]
-    written = await scripts(pool).enqueue(keys=script_keys, args=args)
-    return [bool(flag) for flag in written]
+        if item.unique_key is not None or item.chain_records is not None:
+            extras += [index, item.unique_key or "", item.chain_records or ""]
+    written = await scripts(pool).enqueue(keys=script_keys, args=args + extras)
+    return [flag.decode() if isinstance(flag, bytes) else bool(flag) for flag in written]
+
+
+def _existing(item: Prepared, holder: str) -> Enqueued:
+    return Enqueued(holder, item.accepted.enqueued_at, item.accepted.scheduled_at, existing=True)
 
 
 async def enqueue(
@@ -135,12 +160,16 @@ async def enqueue(
     defer_until: datetime | None = None,
     queue_name: str | None = None,
     priority: Priority | None = None,
+    then: Sequence[Then] = (),
 ) -> Enqueued:
-    """Validate `kwargs` against the job's signature and enqueue it; raises ValidationError, Unencodable,
-    ValueError (an unknown priority) or DuplicateJob."""
-    request = JobRequest(spec, kwargs, job_id, defer_by, defer_until, priority)
+    """Validate `kwargs` against the job's signature (and each `then` entry against its own) and enqueue it;
+    raises ValidationError, Unencodable, ValueError (an unknown priority), ChainInvalid or DuplicateJob. A unique
+    job whose key is held answers with the job that holds it (`existing=True`)."""
+    request = JobRequest(spec, kwargs, job_id, defer_by, defer_until, priority, tuple(then))
     prepared = _prepare(request, _now_ms_precision(), pool.expires_extra_ms)
     (written,) = await _write(pool, queue_name or pool.default_queue_name, [prepared])
+    if isinstance(written, str):
+        return _existing(prepared, written)
     if not written:
         raise DuplicateJob(prepared.job_id)
     return prepared.accepted
@@ -151,7 +180,8 @@ async def enqueue_many(
 ) -> list[Enqueued | DuplicateJob]:
     """Enqueue many jobs in one atomic call; validates all of them first and raises InvalidBatchItem naming
     every bad one; an existing id is a DuplicateJob in its place, and so is an id given again in the batch
-    (the same id is the same job: the first one given is written)."""
+    (the same id is the same job: the first one given is written). A unique job whose key is held (by an earlier
+    job of the batch too) is the job that holds it (`existing`)."""
     return await write_many(pool, prepare_many(requests, pool.expires_extra_ms), queue_name=queue_name)
 
 
@@ -168,10 +198,16 @@ async def write_many(
     written = dict(
         zip(first, await _write(pool, queue_name or pool.default_queue_name, list(first.values())), strict=True)
     )
-    return [
-        item.accepted if first[item.job_id] is item and written[item.job_id] else DuplicateJob(item.job_id)
-        for item in prepared
-    ]
+    answers: list[Enqueued | DuplicateJob] = []
+    for item in prepared:
+        ok = written[item.job_id]
+        if first[item.job_id] is not item:
+            answers.append(DuplicateJob(item.job_id))
+        elif isinstance(ok, str):
+            answers.append(_existing(item, ok))
+        else:
+            answers.append(item.accepted if ok else DuplicateJob(item.job_id))
+    return answers
 
 
 def prepare_many(requests: Sequence[JobRequest], expires_after_ms: int) -> list[Prepared]:
@@ -209,7 +245,7 @@ async def enqueue_tick(
     job_id = job_id or uuid4().hex
     tick = Prepared(job_id, function, payload, score, expires_ms, Enqueued(job_id, now, scheduled))
     (written,) = await _write(pool, queue_name, [tick])
-    return written
+    return written is True
 
 
 async def enqueue_from_job(
@@ -218,9 +254,12 @@ async def enqueue_from_job(
     *,
     _job_id: str | None = None,
     _priority: Priority | None = None,
+    _then: Sequence[Then] = (),
     **kwargs: Any,
 ) -> str:
-    """Fan out from inside a job: enqueue another job by its function; returns its id.
+    """Fan out from inside a job: enqueue another job by its function; returns its id (for a unique job whose
+    key is held, the id of the job that holds it). `_then=[then(child, "result_arg", ...)]` chains jobs after
+    it (core/chains.py).
 
     Give the child an id derived from the parent's input (`_job_id=f"order-{order_id}:receipt"`) and a re-run
     of the parent (after a crash, or a retry) finds the child already there instead of adding it twice. The id
@@ -231,7 +270,13 @@ async def enqueue_from_job(
     job_id = keys.child_job_id(_job_id) if _job_id is not None else None
     try:
         accepted = await enqueue(
-            ctx["redis"], spec, kwargs, job_id=job_id, queue_name=ctx.get("queue_name"), priority=_priority
+            ctx["redis"],
+            spec,
+            kwargs,
+            job_id=job_id,
+            queue_name=ctx.get("queue_name"),
+            priority=_priority,
+            then=_then,
         )
     except DuplicateJob as exc:
         return exc.job_id

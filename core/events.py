@@ -32,7 +32,9 @@ class EventName(StrEnum):
     progress: `done`, `total`, `percent`, `message`; retrying: `try`, `retry_at` (ms), `error` ({type, message,
     kind}); failed / dead: `try`, `error`; complete: `try`; aborted: `try` when its worker ended it;
     requeued: `scheduled_at` (ms) when known; limited (passed over for its function's limit, core/job_limits.py):
-    `on` (rate_limit or concurrency)."""
+    `on` (rate_limit or concurrency); pending (a chain's child, enqueued with its parent): `parent`;
+    not_run (a child whose parent failed for good, died or was aborted): `parent`, `reason`. A child enqueued
+    when its parent succeeded is `queued` with `parent`."""
 
     queued = "queued"
     deferred = "deferred"
@@ -45,11 +47,13 @@ class EventName(StrEnum):
     aborted = "aborted"
     requeued = "requeued"
     limited = "limited"
+    pending = "pending"
+    not_run = "not_run"
 
     @property
     def terminal(self) -> bool:
         """The job's last event: nothing follows it unless the job is requeued from the dead letters."""
-        return self in (EventName.complete, EventName.failed, EventName.dead, EventName.aborted)
+        return self in (EventName.complete, EventName.failed, EventName.dead, EventName.aborted, EventName.not_run)
 
 
 def job_stream(job_id: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from core import keys
+from core.chains import Then
 from core.enqueue import Enqueued, enqueue
 from core.registry import JobSpec
 from core.scripts import MAX_WAKE_TOKENS
@@ -29,6 +30,7 @@ class Held:
     job_id: str
     run_at: datetime
     held_until: datetime
+    existing: bool = False  # a unique job's duplicate: the job holding its key, not ours to release or remove
 
 
 def _run_at(now: datetime, defer_by: float | None, defer_until: datetime | None) -> datetime:
@@ -47,14 +49,17 @@ async def hold(
     defer_by: float | None = None,
     defer_until: datetime | None = None,
     queue_name: str | None = None,
+    then: Sequence[Then] = (),
 ) -> Held:
     """Validate and write the job, held until `grace_s` from now (or its own later time); raises like
     `core.enqueue.enqueue` (ValidationError, Unencodable, DuplicateJob)."""
     now = datetime.now(UTC)
     run_at = _run_at(now, defer_by, defer_until)
     held_until = max(run_at, now + timedelta(seconds=grace_s))
-    accepted: Enqueued = await enqueue(pool, spec, kwargs, job_id=job_id, defer_until=held_until, queue_name=queue_name)
-    return Held(accepted.job_id, run_at, accepted.scheduled_at)
+    accepted: Enqueued = await enqueue(
+        pool, spec, kwargs, job_id=job_id, defer_until=held_until, queue_name=queue_name, then=then
+    )
+    return Held(accepted.job_id, run_at, accepted.scheduled_at, accepted.existing)
 
 
 async def release(pool: ArqRedis, queue_name: str, held: Sequence[Held]) -> None:

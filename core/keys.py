@@ -33,6 +33,11 @@ THROUGHPUT_PREFIX = PREFIX + "throughput:"
 THROUGHPUT_BUCKET_MS = 10_000
 THROUGHPUT_TTL_S = 3_700
 DEAD_LETTERS = PREFIX + "dead"
+# A chained job's links (a hash: its children, and for a child its parent, function, kwargs, result argument
+# and, until it is enqueued, its status); written only for jobs of a chain (core/chains.py).
+CHAIN_PREFIX = PREFIX + "chain:"
+# A unique job's lock: `<prefix><function>:<digest of the chosen arguments>` -> the job's id (core/unique.py).
+UNIQUE_PREFIX = PREFIX + "unique:"
 
 
 def job(job_id: str) -> str:
@@ -133,6 +138,14 @@ def cron_pauses(name: str) -> str:
 def cron_run_now_job_id(name: str, nonce: str) -> str:
     """A run-now job: its own id, never a tick's, so it cannot take (and suppress) a tick."""
     return f"{PLATFORM_JOB_ID_PREFIX}cron-run:{name}:{nonce}"
+
+
+def chain(job_id: str) -> str:
+    return CHAIN_PREFIX + job_id
+
+
+def unique(function: str, digest: str) -> str:
+    return f"{UNIQUE_PREFIX}{function}:{digest}"
 
 
 def dashboard_session(token_digest: str) -> str:

@@ -67,6 +67,7 @@ class JobOptions:
     rate_limit: str | None = None  # "5/s": checked when a registry is built (core/job_limits.py)
     concurrency: int | None = None
     priority: Priority | None = None  # the default priority of its jobs (core/priority.py)
+    unique: tuple[str, ...] = ()  # arguments whose values make the job's uniqueness key (core/unique.py)
 
 
 @dataclass(frozen=True)
@@ -210,9 +211,11 @@ def _check_coroutine(function: JobFunction) -> None:
 
 def _mark(function: JobFunction, options: JobOptions) -> None:
     _check_coroutine(function)
-    spec = JobSpec(
-        function.__name__, function, arguments_model(function), _describe(function), options, result_contract(function)
-    )
+    arguments = arguments_model(function)
+    unknown = [name for name in options.unique if name not in arguments.model_fields]
+    if unknown:
+        raise TypeError(f"{function.__name__}: unique names {unknown} that are not among its parameters")
+    spec = JobSpec(function.__name__, function, arguments, _describe(function), options, result_contract(function))
     setattr(function, JOB_ATTRIBUTE, spec)
 
 
@@ -230,6 +233,7 @@ def job(
     rate_limit: str | None = None,
     concurrency: int | None = None,
     priority: Priority | None = None,
+    unique: Iterable[str] = (),
 ) -> Callable[[Callable[Concatenate[JobContext, P], Awaitable[R]]], Job[P, R]]: ...
 
 
@@ -243,12 +247,17 @@ def job(
     rate_limit: str | None = None,
     concurrency: int | None = None,
     priority: Priority | None = None,
+    unique: Iterable[str] = (),
 ) -> Any:
     """Mark a job function; usable as `@job` or `@job(timeout=30, max_tries=3, retry=RetryPolicy(...))`.
     `rate_limit="5/s"` and `concurrency=2` hold across all workers (core/job_limits.py), checked when a registry
-    is built; `priority` is its jobs' priority when the enqueue names none (core/priority.py)."""
+    is built; `priority` is its jobs' priority when the enqueue names none (core/priority.py);
+    `unique=("report_id",)`: one job per value of those arguments while one is queued or running; enqueueing
+    another returns the existing one (core/unique.py)."""
     if priority is not None:
         check(priority)
+    if isinstance(unique, str):
+        unique = (unique,)
     options = JobOptions(
         timeout_s=timeout,
         max_tries=max_tries,
@@ -257,6 +266,7 @@ def job(
         rate_limit=rate_limit,
         concurrency=concurrency,
         priority=priority,
+        unique=tuple(unique),
     )
 
     def mark(fn: JobFunction) -> JobFunction:

@@ -42,6 +42,10 @@ PRELUDE_CONSTANTS = {
     "JOB_LIMITED_PX": str(job_limits.LIMITED_MARK_MS),
     "JOB_WAITING_PREFIX": keys.JOB_WAITING_PREFIX,
     "JOB_WAITING_PX": str(job_limits.LIMITED_EVENT_EVERY_MS),
+    # Chains and unique jobs (_workflow_*.lua).
+    "CHAIN_PREFIX": keys.CHAIN_PREFIX,
+    "JOB_PREFIX": keys.JOB_PREFIX,
+    "LEASE_PREFIX": keys.LEASE_PREFIX,
 }
 
 

@@ -17,16 +17,18 @@ from core.progress import Progress, parse_progress
 
 
 class JobState(StrEnum):
+    pending = "pending"  # a chain's child waiting for its parent to succeed
     deferred = "deferred"
     queued = "queued"
     in_progress = "in_progress"
     complete = "complete"
     failed = "failed"
     aborted = "aborted"
+    not_run = "not_run"  # a chain's child whose parent failed for good, died or was aborted
 
     @property
     def finished(self) -> bool:
-        return self in (JobState.complete, JobState.failed, JobState.aborted)
+        return self in (JobState.complete, JobState.failed, JobState.aborted, JobState.not_run)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,49 @@ class JobRecord:
     attempts: list[Attempt] = field(default_factory=list)
     priority: str | None = None  # while it waits or runs (its payload says; core/priority.py)
     waiting_on: str | None = None  # a queued job passed over for its function's limit (core/job_limits.py)
+    parent: str | None = None  # the job it is chained after
+    children: list[ChainLink] = field(default_factory=list)  # the jobs chained after it
+    result_arg: str | None = None  # a child's argument that receives its parent's result
+    reason: str | None = None  # why a chained job did not run
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    job_id: str
+    function: str
+    result_arg: str
+
+
+def _links(raw: dict[bytes, bytes]) -> tuple[list[ChainLink], str | None, str | None]:
+    """A job's links hash (core/chains.py): its children, its parent and its result argument."""
+    children = []
+    try:
+        for entry in codec.loads(raw.get(b"children") or b"[]"):
+            children.append(ChainLink(str(entry[0]), str(entry[1]), str(entry[2])))
+    except (ValueError, TypeError, IndexError):
+        pass
+    parent, arg = raw.get(b"parent"), raw.get(b"arg")
+    return children, parent.decode() if parent else None, arg.decode() if arg else None
+
+
+def _unrun(job_id: str, raw: dict[bytes, bytes]) -> JobRecord | None:
+    """A chained job not (or never) enqueued: pending on its parent, or not run and why."""
+    status = raw.get(b"status")
+    if status not in (b"pending", b"not_run"):
+        return None
+    try:
+        kwargs = codec.loads(raw.get(b"kwargs") or b"{}")
+    except ValueError:
+        kwargs = {}
+    reason = raw.get(b"reason")
+    return JobRecord(
+        job_id=job_id,
+        function=(raw.get(b"function") or b"").decode() or None,
+        kwargs=kwargs if isinstance(kwargs, dict) else {},
+        status=JobState.pending if status == b"pending" else JobState.not_run,
+        tries=0,
+        reason=reason.decode() if reason else None,
+    )
 
 
 def _dt(ms: object) -> datetime | None:
@@ -117,7 +162,30 @@ async def read_job(pool: ArqRedis, queue_name: str, job_id: str) -> JobRecord | 
         pipe.get(keys.retry(job_id))
         pipe.get(keys.progress(job_id))
         pipe.lrange(keys.attempts(job_id), 0, -1)
-        result_raw, job_raw, lease, score, retries, progress_raw, attempts_raw = await pipe.execute()
+        pipe.hgetall(keys.chain(job_id))
+        result_raw, job_raw, lease, score, retries, progress_raw, attempts_raw, links = await pipe.execute()
+    record = _read(job_id, result_raw, job_raw, lease, score, retries, progress_raw, attempts_raw)
+    if record is not None and record.status is JobState.queued and record.function is not None:
+        record.waiting_on = await job_limits.waiting_on(pool, queue_name, record.function)
+    if links:
+        record = record or _unrun(job_id, links)
+        if record is not None:
+            record.children, record.parent, record.result_arg = _links(links)
+            if record.status is JobState.not_run:
+                record.reason = (links.get(b"reason") or b"").decode() or None
+    return record
+
+
+def _read(
+    job_id: str,
+    result_raw: bytes | None,
+    job_raw: bytes | None,
+    lease: bytes | None,
+    score: float | None,
+    retries: bytes | None,
+    progress_raw: bytes | None,
+    attempts_raw: list[bytes],
+) -> JobRecord | None:
     progress = parse_progress(progress_raw)
     if result_raw is not None:
         record = _from_result(job_id, result_raw, progress)
@@ -139,9 +207,6 @@ async def read_job(pool: ArqRedis, queue_name: str, job_id: str) -> JobRecord | 
         score -= priority.low_aging_ms()
         if lease is None:
             status = JobState.deferred if score > time.time() * 1000 else JobState.queued
-    waiting_on = None
-    if status is JobState.queued and isinstance(function, str):
-        waiting_on = await job_limits.waiting_on(pool, queue_name, function)
     return JobRecord(
         job_id=job_id,
         function=function if isinstance(function, str) else None,
@@ -154,7 +219,6 @@ async def read_job(pool: ArqRedis, queue_name: str, job_id: str) -> JobRecord | 
         progress=progress,
         attempts=attempts.parse(attempts_raw),
         priority=level,
-        waiting_on=waiting_on,
     )
 
 

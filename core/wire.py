@@ -41,18 +41,32 @@ class JobPayload:
     job_try: int | None
     enqueue_time_ms: int
     correlation: Correlation | None = None
+    chain: list[Any] | None = None  # the children to enqueue when it succeeds (core/chains.py)
+    parent: str | None = None  # the job it was chained after
+    unique: str | None = None  # its uniqueness lock (core/unique.py)
+
+    @property
+    def chained(self) -> bool:
+        """Part of a chain: its end touches its links (core/chains.py)."""
+        return self.chain is not None or self.parent is not None
 
 
 def encode_job(
-    function: str, kwargs: dict[str, Any], enqueue_time_ms: int, correlation: Correlation | None = None
+    function: str,
+    kwargs: dict[str, Any],
+    enqueue_time_ms: int,
+    correlation: Correlation | None = None,
+    extra: bytes = b"",
 ) -> bytes:
     """A new job's payload, JSON. Raises Unencodable (naming the field) for kwargs JSON cannot carry exactly
-    (NaN, infinities, integers beyond 64 bits, lone surrogates): what is accepted reaches the job unchanged."""
+    (NaN, infinities, integers beyond 64 bits, lone surrogates): what is accepted reaches the job unchanged.
+    `extra`: the platform's own fields of a chained or unique job, already encoded (`,"c":...`)."""
     head = codec.dumps({"t": None, "f": function, "a": []})
-    tail = b"}"
-    if correlation is not None:
-        extra = {"rid": correlation.request_id, "tp": correlation.traceparent}
-        tail = b"," + codec.dumps({k: v for k, v in extra.items() if v is not None})[1:]
+    tail = extra + b"}"
+    fields = {"rid": correlation.request_id, "tp": correlation.traceparent} if correlation is not None else {}
+    given = {k: v for k, v in fields.items() if v is not None}
+    if given:
+        tail = b"," + codec.dumps(given)[1:-1] + tail
     return head[:-1] + b',"k":' + dumps_exact(kwargs) + b',"et":' + str(int(enqueue_time_ms)).encode() + tail
 
 
@@ -66,7 +80,7 @@ def decode_job(raw: bytes, deserializer: Deserializer | None) -> JobPayload:
             function, args, kwargs, job_try, enqueue_time_ms = deserialize_job_raw(raw, deserializer=None)
         except SerializationError as exc:
             raise UnreadableJob(str(exc)) from None
-        correlation = None
+        correlation, data = None, {}
     else:  # arq's own reading (`deserialize_job_raw`), keeping the rest of the dict
         try:
             data = deserializer(raw)
@@ -79,7 +93,18 @@ def decode_job(raw: bytes, deserializer: Deserializer | None) -> JobPayload:
             correlation = Correlation(rid, tp) if rid or tp else None
     if not isinstance(function, str) or not isinstance(kwargs, dict):
         raise UnreadableJob("the payload is not a job")
-    return JobPayload(function, tuple(args or ()), kwargs, job_try, int(enqueue_time_ms or 0), correlation)
+    chain = data.get("c")  # chains and unique jobs (core/chains.py, core/unique.py)
+    return JobPayload(
+        function,
+        tuple(args or ()),
+        kwargs,
+        job_try,
+        int(enqueue_time_ms or 0),
+        correlation,
+        chain if isinstance(chain, list) else None,
+        _text_or_none(data.get("p")),
+        _text_or_none(data.get("u")),
+    )
 
 
 def lease_started_ms(token: str | bytes | None) -> int | None:

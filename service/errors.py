@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
+from core.chains import ChainInvalid
 from core.enqueue import DuplicateJob
 from core.exact_json import Unencodable
 from core.redis import PoolExhausted
@@ -100,6 +101,8 @@ def kwargs_errors(
         ]
     if isinstance(error, Unencodable):
         return [{"loc": [*loc, *error.loc], "msg": error.reason, "type": "not_exact_json"}]
+    if isinstance(error, ChainInvalid):  # located from the job's `then`, a sibling of its kwargs
+        return [{**problem, "loc": [*loc[:-1], *problem["loc"]]} for problem in error.problems]
     return [{"loc": [*loc[:-1], "job_id"], "msg": str(error), "type": "value_error"}]
 
 

@@ -13,7 +13,7 @@ a `Job[P, R]`), validated like `POST /v1/jobs`, and returns the job's id. When t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from core import holding, keys
+from core.chains import ChainInvalid, Then
 from core.enqueue import (
     DuplicateJob,
     InvalidBatchItem,
@@ -117,6 +118,7 @@ class EnqueueOptions:
     defer_by: float | None = None
     defer_until: datetime | None = None
     priority: Priority | None = None
+    then: tuple[Then, ...] = ()
 
 
 @dataclass
@@ -145,9 +147,11 @@ class Jobs:
         defer_by: float | None = None,
         defer_until: datetime | None = None,
         priority: Priority | None = None,
+        then: Sequence[Then] = (),
     ) -> Enqueuer:
         """An enqueuer with these options: `await jobs.options("after_response", job_id="x").enqueue(...)`.
-        `priority` ("high", "default", "low": core/priority.py) goes with the timings now and on_success."""
+        `priority` ("high", "default", "low": core/priority.py) goes with the timings now and on_success;
+        `then=[then(render, "data", fmt="pdf")]` chains jobs after it (core/chains.py)."""
         if defer_by is not None and defer_until is not None:
             raise ValueError("give defer_by or defer_until, not both")
         if defer_by is not None and defer_by < 0:
@@ -158,7 +162,8 @@ class Jobs:
             check_priority(priority)
             if Timing(timing) is Timing.after_response:
                 raise ValueError("priority goes with the timings now and on_success, not after_response")
-        return Enqueuer(self, EnqueueOptions(Timing(timing), job_id, defer_by, defer_until, priority))
+        options = EnqueueOptions(Timing(timing), job_id, defer_by, defer_until, priority, tuple(then))
+        return Enqueuer(self, options)
 
     @property
     def now(self) -> Enqueuer:
@@ -208,19 +213,28 @@ class Jobs:
                             defer_until=options.defer_until,
                             queue_name=queue,
                             priority=options.priority,
+                            then=options.then,
                         )
                     )
-                except (ValidationError, Unencodable) as exc:
+                except (ValidationError, Unencodable, ChainInvalid) as exc:
                     raise InvalidJobArguments(spec.name, exc) from None
                 except DuplicateJob as exc:
                     raise JobAlreadyExists(exc.job_id) from None
-                return accepted.job_id
+                return accepted.job_id  # a unique job's duplicate: the id of the job that holds its key
             case Timing.on_success:
                 job_id = options.job_id or uuid4().hex
                 if any(pending.job_id == job_id for pending in self._pending):
                     given_twice = ValueError(f"job_id {job_id!r} is already enqueued on_success by this request")
                     raise InvalidJobArguments(spec.name, given_twice)
-                request = JobRequest(spec, kwargs, job_id, options.defer_by, options.defer_until, options.priority)
+                request = JobRequest(
+                    spec,
+                    kwargs,
+                    job_id,
+                    options.defer_by,
+                    options.defer_until,
+                    priority=options.priority,
+                    then=options.then,
+                )
                 try:  # validate and encode now, in the route, where the caller sees the error; written later
                     self._pending += prepare_many([request], self.pool.expires_extra_ms)
                 except InvalidBatchItem as exc:
@@ -238,13 +252,15 @@ class Jobs:
                             defer_by=options.defer_by,
                             defer_until=options.defer_until,
                             queue_name=queue,
+                            then=options.then,
                         )
                     )
-                except (ValidationError, Unencodable) as exc:
+                except (ValidationError, Unencodable, ChainInvalid) as exc:
                     raise InvalidJobArguments(spec.name, exc) from None
                 except DuplicateJob as exc:
                     raise JobAlreadyExists(exc.job_id) from None
-                self._held.append(held)
+                if not held.existing:  # a unique job's duplicate is another request's job: left alone
+                    self._held.append(held)
                 return held.job_id
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -274,9 +290,11 @@ class Jobs:
                 raise HTTPException(
                     503, "Redis is unavailable; the request's jobs were not written", {"Retry-After": "2"}
                 ) from None
-            for outcome in outcomes:
+            for request, outcome in zip(pending, outcomes, strict=True):
                 if isinstance(outcome, DuplicateJob):
                     log.info("jobs.duplicate", job_id=outcome.job_id, timing=Timing.on_success.value)
+                elif outcome.existing:  # a unique job's key was held: the id given out names no job
+                    log.info("jobs.existing", job_id=request.job_id, existing=outcome.job_id)
         self._route_succeeded = True
 
     async def _response_sent(self, error: BaseException | None) -> None:

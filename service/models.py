@@ -7,7 +7,15 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from core import keys
 from core.attempts import Attempt
@@ -34,6 +42,21 @@ def _date_time_pattern(schema: dict[str, Any]) -> None:
         if option.get("type") == "string":
             option.pop("format", None)
             option["pattern"] = ISO_DATETIME.pattern
+
+
+class ThenRequest(BaseModel):
+    """A job to run after its parent succeeds, given the parent's result as `result_arg`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    function: str = Field(min_length=1, description="A name from `GET /v1/functions`.")
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Its other arguments, validated against its signature minus `result_arg`."
+    )
+    result_arg: str = Field(min_length=1, max_length=200, description="The argument that receives the result.")
+    then: list[ThenRequest] = Field(
+        default_factory=list, max_length=100, description="Jobs to run after this one succeeds, the same way."
+    )
 
 
 def _not_reserved_schema(schema: dict[str, Any]) -> None:
@@ -78,6 +101,12 @@ class EnqueueRequest(BaseModel):
         description="`high` starts before every waiting default job; `low` runs when workers have nothing else "
         "due, or once it has waited 60 s. Default: the function's own priority, else `default`.",
     )
+    then: list[ThenRequest] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Jobs to run after this one succeeds, each given its result as `result_arg` (a chain; at most "
+        "100 chained jobs in all). If it fails for good, dies or is aborted, they end as `not_run`.",
+    )
 
     @field_validator("job_id")
     @classmethod
@@ -121,12 +150,43 @@ class BatchEnqueueRequest(BaseModel):
     jobs: list[EnqueueRequest] = Field(min_length=1, max_length=1000)
 
 
-class JobAccepted(BaseModel):
+class ChainLinkView(BaseModel):
+    """A job chained after another: it runs when its parent succeeds, given the result as `result_arg`."""
+
+    job_id: str
+    function: str
+    result_arg: str
+    children: list[ChainLinkView] = Field(default_factory=list, description="Jobs chained after this one.")
+
+
+# Chain and unique-job fields are left out of an answer unless set: a job using neither answers as before.
+WORKFLOW_FIELDS = ("existing", "children", "parent", "result_arg", "reason")
+
+
+class WithoutUnsetWorkflow(BaseModel):
+    @model_serializer(mode="wrap")
+    def _without_unset_workflow(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        # No return annotation: pydantic then publishes the model's own schema for what this returns.
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in WORKFLOW_FIELDS:
+                if name in data and data[name] in (None, False, []):
+                    del data[name]
+        return data
+
+
+class JobAccepted(WithoutUnsetWorkflow):
     job_id: str
     function: str
     status: JobState
     enqueued_at: datetime
     scheduled_at: datetime
+    existing: bool = Field(
+        False,
+        description="A unique job's duplicate (answered 200, not 202): this is the queued or running job that holds "
+        "its uniqueness key, and nothing new was enqueued.",
+    )
+    children: list[ChainLinkView] = Field(default_factory=list, description="The jobs chained after it, with ids.")
 
 
 class BatchAccepted(BaseModel):
@@ -215,7 +275,7 @@ class AttemptView(BaseModel):
         )
 
 
-class JobView(BaseModel):  # type: ignore[no-redef]  # pydantic's mypy plugin trips on a field named kwargs
+class JobView(WithoutUnsetWorkflow):  # type: ignore[no-redef]  # pydantic's mypy plugin trips on a field named kwargs
     job_id: str
     function: str | None
     kwargs: dict[str, Any]
@@ -233,6 +293,10 @@ class JobView(BaseModel):  # type: ignore[no-redef]  # pydantic's mypy plugin tr
     waiting_on: Literal["rate_limit", "concurrency"] | None = Field(
         None, description="A queued job held back by its function's limit (`rate_limit` or `concurrency`)."
     )
+    parent: str | None = Field(None, description="The job this one is chained after (it runs when that succeeds).")
+    result_arg: str | None = Field(None, description="Of a chained job: the argument given its parent's result.")
+    children: list[ChainLinkView] = Field(default_factory=list, description="The jobs chained after this one.")
+    reason: str | None = Field(None, description="Why a `not_run` job did not run (its parent's end).")
 
     @classmethod
     def of(cls, record: JobRecord) -> JobView:
@@ -252,6 +316,13 @@ class JobView(BaseModel):  # type: ignore[no-redef]  # pydantic's mypy plugin tr
             attempts=[AttemptView.of(entry) for entry in record.attempts],
             priority=record.priority,
             waiting_on=record.waiting_on,
+            parent=record.parent,
+            result_arg=record.result_arg,
+            children=[
+                ChainLinkView(job_id=link.job_id, function=link.function, result_arg=link.result_arg)
+                for link in record.children
+            ],
+            reason=record.reason,
         )
 
 

@@ -62,7 +62,7 @@ def test_every_route_has_a_readable_operation_id(document: dict[str, Any], regis
 def test_typed_body_is_the_functions_arguments_plus_the_options(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
     body = schemas["SendWelcomeEmailRequest"]
-    assert set(body["properties"]) == {"email", "name", "job_id", "defer_by", "defer_until", "priority"}
+    assert set(body["properties"]) == {"email", "name", "job_id", "defer_by", "defer_until", "priority", "then"}
     assert body["required"] == ["email", "name"]
     assert body["properties"]["email"]["format"] == "email"
     assert body["additionalProperties"] is False

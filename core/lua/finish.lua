@@ -6,7 +6,9 @@
 --       dead letter, dead letters.
 -- ARGV: job_id, token, try, "<mode> <result px|-> <keep lease px|-> <retry score> <now ms> <attempts ttl s>
 --       <dead letter px|-> <max wake tokens> <event>", function ('' unknown), result (or ''), attempt (or ''),
---       dead letter (or ''), error JSON (or ''), metrics (or '').
+--       dead letter (or ''), error JSON (or ''), metrics (or ''), then only for a job of a chain or a unique
+--       one, ending for good: chain work ('' | run | end | link), unique lock (or ''), then for run: wake list
+--       and per child id, function, payload, expires ms; for end: the reason its children do not run.
 -- mode: finish | retry | requeue; event: complete | failed | dead | aborted (finish), retrying, requeued.
 -- The options travel as one string: every argument costs the client work.
 local current = redis.call('GET', KEYS[1])
@@ -76,6 +78,19 @@ if mode == 'finish' then
     expire_events(job_id, events_px)
     index_set(job_id, fn, event, now)
   end
+  -- Chains and unique jobs (_workflow_*.lua): only when the worker hands such work over.
+  local chain = ARGV[11]
+  if chain and chain ~= '' then
+    if chain == 'run' then
+      if chain_run(job_id, KEYS[5], 14, now) > 0 and redis.call('LPUSH', ARGV[13], '1') > tonumber(max_wake) then
+        redis.call('LTRIM', ARGV[13], 0, max_wake - 1)
+      end
+    elseif chain == 'end' then
+      chain_end(job_id, ARGV[13], events_px)
+    end
+    chain_expire(job_id, events_px)
+  end
+  if ARGV[12] then unique_release(ARGV[12], job_id) end
   return 1
 end
 redis.call('DEL', KEYS[1], KEYS[7])

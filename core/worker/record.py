@@ -52,6 +52,8 @@ class Ran:
 
     function: str
     metrics: str = ""
+    # Chain and unique work of a job ending for good (core/worker/run.py `workflow`); empty for any other.
+    workflow: tuple[str | bytes | int, ...] = ()
 
 
 def event_of(outcome: Outcome) -> str:
@@ -115,8 +117,8 @@ async def write(
     flow = _flow_options(claim)
     if claim.slot and len(script_keys) < 9:  # a slot given back wakes a worker
         script_keys += [keys.attempts(job_id), keys.wake(queue_name)]
-    if ran.metrics:  # rare under load (once a second): only then are the empty arguments before it sent
-        extra = [*extra, *[b""] * (4 - len(extra)), ran.metrics]
+    if ran.metrics or ran.workflow:  # rare: only then are the empty arguments before it sent
+        extra = [*extra, *[b""] * (4 - len(extra)), ran.metrics, *ran.workflow]
     options = (
         f"{mode} {_dash(storage.result_px)} {_dash(storage.keep_lease_px)} {retry_score} {now_ms} "
         f"{attempts.ATTEMPTS_TTL_S} {_dash(storage.dead_letter_px)} {MAX_WAKE_TOKENS} {event_of(outcome)}{flow}"

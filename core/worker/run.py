@@ -23,7 +23,7 @@ from arq.worker import JobExecutionFailed, Retry, RetryJob
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
-from core import attempts, codec, correlation, cron_runs, keys, tracing, wire
+from core import attempts, chains, codec, correlation, cron_runs, keys, tracing, wire
 from core.codec import ErrorKind, JobError
 from core.dead_letters import DeadLetter
 from core.exact_json import Unencodable, dumps_exact
@@ -57,6 +57,7 @@ class Try:
     runnable: Runnable | None
     duration_s: float | None
     ctx: dict[str, Any] | None
+    workflow: tuple[str | bytes | int, ...] = ()  # chain and unique work its finish call carries
 
 
 async def _contained(call: Callable[[], Awaitable[Any]]) -> Any:
@@ -162,10 +163,49 @@ class _Runner:
         self.runnable: Runnable | None = None
         self.duration_s: float | None = None
         self.ctx: dict[str, Any] | None = None
+        self.payload: wire.JobPayload | None = None
+        self.result_json: wire.EncodedJSON | None = None
         self.carried: correlation.Correlation | None = None
 
     def done(self, outcome: Outcome) -> Try:
-        return Try(self.claim, outcome, self.function, self.runnable, self.duration_s, self.ctx)
+        return Try(self.claim, outcome, self.function, self.runnable, self.duration_s, self.ctx, self.workflow(outcome))
+
+    def workflow(self, outcome: Outcome) -> tuple[str | bytes | int, ...]:
+        """What the finish call does for the job's chain and unique lock when it ends for good: on success its
+        children are enqueued with the result; on a failure for good (a death included) or an abort they end as
+        not run; the lock is released. Nothing for a job in no chain and without a lock, or a try that does not
+        end the job."""
+        payload = self.payload
+        if payload is None or (not payload.chained and payload.unique is None):
+            return ()
+        lock, job_id = payload.unique or "", self.claim.job_id
+        if not payload.chain:
+            chain_work: tuple[str | bytes | int, ...] = ("link",) if payload.parent is not None else ("",)
+        else:
+            match outcome:
+                case Succeeded() if self.result_json is not None:
+                    try:
+                        made = chains.child_payloads(job_id, payload.chain, self.result_json, timestamp_ms())
+                    except Exception as exc:  # never a try that cannot be written: its children end instead
+                        return ("end", lock, f"its parent {job_id}'s result could not be passed on ({exc!r:.200})")
+                    expires_ms = self.worker.expires_extra_ms
+                    run: list[str | bytes | int] = ["run", lock, keys.wake(self.worker.queue_name)]
+                    for child_id, function, child_payload in made:
+                        run += [child_id, function, child_payload, expires_ms]
+                    return tuple(run)
+                case Succeeded():
+                    return ("end", lock, f"its parent {job_id} returned no result to pass on")
+                case Failed(error=error):
+                    return ("end", lock, f"its parent {job_id} failed for good ({error.type}: {error.message})")
+                case Aborted():
+                    return ("end", lock, f"its parent {job_id} was aborted")
+                case _:
+                    return ()
+        match outcome:
+            case Succeeded() | Failed() | Aborted():
+                return (*chain_work, lock)
+            case _:
+                return ()
 
     def header(self) -> wire.ResultHeader:
         return wire.ResultHeader(
@@ -224,6 +264,7 @@ class _Runner:
             return self.not_run(kind, str(exc), "unreadable payload", unreadable, requeueable=False)
         self.function, self.args, self.kwargs = payload.function, payload.args, payload.kwargs
         self.enqueue_time_ms = payload.enqueue_time_ms
+        self.payload = payload
         carried = self.carried = payload.correlation
         if carried is not None:  # this try's task only: its log lines, and what it enqueues, carry them
             correlation.current.set(carried)
@@ -307,6 +348,7 @@ class _Runner:
         if len(encoded) > limit:
             message = f"the result is {len(encoded)} bytes, over MAX_RESULT_BYTES ({limit}); it was not stored"
             return self.failed(runnable, JobError.of_kind(ErrorKind.result_too_large, message), retryable=True)
+        self.result_json = encoded
         payload = wire.encode_result(self.header(), True, encoded, self.worker.job_serializer)
         return Succeeded(payload if self.keeps_result() else None)
 

@@ -307,7 +307,7 @@ class PlatformWorker(Worker):
         text, taken = self.metrics.take() if flushing else ("", None)
         storage = self._storage(tried.runnable)
         written = await record(
-            self.pool, self.queue_name, held, tried.outcome, storage, self._give_up, Ran(function, text)
+            self.pool, self.queue_name, held, tried.outcome, storage, self._give_up, Ran(function, text, tried.workflow)
         )
         if not written:
             if taken is not None:

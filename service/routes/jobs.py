@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+from arq.connections import ArqRedis
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
 from core import job_index
 from core.abort import AbortOutcome, abort_job
+from core.chains import ChainInvalid, Child, Then, arguments_without
 from core.codec import KIND_TYPES, ErrorKind
 from core.enqueue import DuplicateJob, Enqueued, InvalidBatchItem, JobRequest, enqueue, enqueue_many, prepare_many
 from core.exact_json import Unencodable
 from core.job_index import BadCursor, SearchStatus
-from core.registry import JobSpec, UnknownFunction
-from core.status import JobFailure, JobState
+from core.registry import JobSpec, Registry, UnknownFunction
+from core.status import JobFailure, JobRecord, JobState, read_job
 from service.auth import Scope, requires
 from service.deps import EventHubDep, PoolDep, PrincipalDep, RegistryDep, SettingsDep, WaitSlotsDep
 from service.errors import ApiError, KwargsInvalid, PlatformRoute, kwargs_errors, problem
@@ -24,6 +27,7 @@ from service.limits import WAIT_RETRY_AFTER_S, TooManyWaits
 from service.models import (
     BatchAccepted,
     BatchEnqueueRequest,
+    ChainLinkView,
     EnqueueRequest,
     JobAccepted,
     JobCounts,
@@ -31,6 +35,7 @@ from service.models import (
     JobPage,
     JobSummaryView,
     JobView,
+    ThenRequest,
 )
 from service.strict_json import InputRejected, check_kwargs
 from service.waiting import JOB_ID_LOC, record_or_404, unless_client_leaves, wait_until_finished
@@ -45,14 +50,78 @@ MAX_PAGE = 200
 CURSOR_PATTERN = r"^[0-9]{1,15}:.+$"
 
 
-def _accepted(function: str, enqueued: Enqueued) -> JobAccepted:
+def _links(children: Sequence[Child]) -> list[ChainLinkView]:
+    return [
+        ChainLinkView(job_id=c.job_id, function=c.function, result_arg=c.result_arg, children=_links(c.children))
+        for c in children
+    ]
+
+
+def _accepted(function: str, enqueued: Enqueued, existing: JobRecord | None = None) -> JobAccepted:
+    """The accepted job; for a unique job's duplicate, the job that holds its key as it stands (`existing`)."""
+    if enqueued.existing:
+        return JobAccepted(
+            job_id=enqueued.job_id,
+            function=function,
+            status=existing.status if existing else JobState.queued,
+            enqueued_at=(existing and existing.enqueued_at) or enqueued.enqueued_at,
+            scheduled_at=(existing and existing.scheduled_at) or enqueued.scheduled_at,
+            existing=True,
+            children=[
+                ChainLinkView(job_id=c.job_id, function=c.function, result_arg=c.result_arg)
+                for c in (existing.children if existing else [])
+            ],
+        )
     return JobAccepted(
         job_id=enqueued.job_id,
         function=function,
         status=JobState.deferred if enqueued.deferred else JobState.queued,
         enqueued_at=enqueued.enqueued_at,
         scheduled_at=enqueued.scheduled_at,
+        children=_links(enqueued.children),
     )
+
+
+async def accepted_answer(
+    pool: ArqRedis, settings: Settings, function: str, enqueued: Enqueued, response: Response, location: str
+) -> JobAccepted:
+    """202 with the new job, or 200 with the existing one a unique job's duplicate found."""
+    if enqueued.existing:
+        response.status_code = 200
+        return _accepted(function, enqueued, await read_job(pool, settings.queue_name, enqueued.job_id))
+    response.headers["Location"] = location
+    return _accepted(function, enqueued)
+
+
+def chain_of(
+    registry: Registry, entries: Sequence[ThenRequest], loc: tuple[str | int, ...], settings: Settings
+) -> tuple[Then, ...]:
+    """The `then` entries with their functions found and their kwargs held to the published schema (as a job's
+    own kwargs are): a 422 naming every bad one at once. The rest is checked when the job is prepared."""
+    problems: list[dict[str, Any]] = []
+
+    def walk(items: Sequence[ThenRequest], here: tuple[str | int, ...]) -> tuple[Then, ...]:
+        made = []
+        for index, item in enumerate(items):
+            try:
+                spec = registry.get(item.function)
+            except UnknownFunction as exc:
+                problems.append(problem((*here, index, "function"), str(exc), "unknown_function"))
+                continue
+            if item.result_arg in spec.arguments.model_fields and item.result_arg not in item.kwargs:
+                without = replace(spec, arguments=arguments_without(spec.arguments, item.result_arg))
+                try:
+                    _checked(without, item.kwargs, (*here, index, "kwargs"), settings)
+                except KwargsInvalid as rejected:
+                    problems.extend(rejected.detail)
+                    continue
+            made.append(Then(spec, item.result_arg, item.kwargs, walk(item.then, (*here, index, "then"))))
+        return tuple(made)
+
+    chain = walk(entries, (*loc, "then"))
+    if problems:
+        raise KwargsInvalid(problems)
+    return chain
 
 
 def _checked(spec: JobSpec, kwargs: dict[str, Any], loc: tuple[str | int, ...], settings: Settings) -> None:
@@ -65,14 +134,23 @@ def _checked(spec: JobSpec, kwargs: dict[str, Any], loc: tuple[str | int, ...], 
         raise KwargsInvalid([problem(exc.loc, exc.msg, exc.type_)]) from None
 
 
-@router.post("", status_code=202, responses={409: {"description": "A job with this job_id exists"}})
+@router.post(
+    "",
+    status_code=202,
+    responses={
+        200: {"model": JobAccepted, "description": "A unique job's duplicate: the existing job (`existing: true`)"},
+        409: {"description": "A job with this job_id exists"},
+    },
+)
 @requires(Scope.enqueue)
 async def enqueue_job(
     body: EnqueueRequest, pool: PoolDep, registry: RegistryDep, settings: SettingsDep, response: Response
 ) -> JobAccepted:
-    """Validate the arguments against the function's signature, then queue the job."""
+    """Validate the arguments against the function's signature (and each `then` entry against its own), then
+    queue the job. A unique job whose key is held answers 200 with that job (`existing: true`)."""
     spec = registry.get(body.function)
     _checked(spec, body.kwargs, ("body", "kwargs"), settings)
+    then = chain_of(registry, body.then, ("body",), settings) if body.then else ()
     try:
         accepted = await enqueue(
             pool,
@@ -82,11 +160,11 @@ async def enqueue_job(
             defer_by=body.defer_by,
             defer_until=body.defer_until,
             priority=body.priority,
+            then=then,
         )
-    except (ValidationError, Unencodable) as exc:
+    except (ValidationError, Unencodable, ChainInvalid) as exc:
         raise KwargsInvalid.of(exc) from None
-    response.headers["Location"] = f"/v1/jobs/{accepted.job_id}"
-    return _accepted(spec.name, accepted)
+    return await accepted_answer(pool, settings, spec.name, accepted, response, f"/v1/jobs/{accepted.job_id}")
 
 
 @router.post("/batch", status_code=202)
@@ -97,7 +175,8 @@ async def enqueue_batch(
     """Queue up to 1,000 jobs in one atomic round trip: all of them, or (422, 503) none. All are validated
     first, and every invalid job is reported at once (each error located by its index); an existing `job_id` is
     listed under `duplicates` and the rest are queued; so is a `job_id` given again in the batch (the first one
-    given is queued)."""
+    given is queued). A unique job whose key is held (by an earlier job of the batch too) is listed with
+    `existing: true`, as that job."""
     requests, invalid = [], []
     for index, item in enumerate(body.jobs):
         try:
@@ -107,10 +186,13 @@ async def enqueue_batch(
             continue
         try:
             _checked(spec, item.kwargs, ("body", "jobs", index, "kwargs"), settings)
+            then = chain_of(registry, item.then, ("body", "jobs", index), settings) if item.then else ()
         except KwargsInvalid as rejected:
             invalid += rejected.detail  # reported with the rest; nothing of the batch is written
             continue
-        request = JobRequest(spec, item.kwargs, item.job_id, item.defer_by, item.defer_until, item.priority)
+        request = JobRequest(
+            spec, item.kwargs, item.job_id, item.defer_by, item.defer_until, priority=item.priority, then=then
+        )
         requests.append((index, request))
     detail = list(invalid)
     try:
@@ -129,6 +211,9 @@ async def enqueue_batch(
     for (_, request), outcome in zip(requests, outcomes, strict=True):
         if isinstance(outcome, DuplicateJob):
             accepted.duplicates.append(outcome.job_id)
+        elif outcome.existing:  # a unique job's duplicate: the job holding its key, as it stands
+            record = await read_job(pool, settings.queue_name, outcome.job_id)
+            accepted.accepted.append(_accepted(request.spec.name, outcome, record))
         else:
             accepted.accepted.append(_accepted(request.spec.name, outcome))
     return accepted
@@ -224,6 +309,9 @@ async def abort(
     if record.status.finished:
         msg = f"job {job_id!r} already finished with status {record.status.value}"
         raise ApiError(409, msg, loc=JOB_ID_LOC, type_="already_finished")
+    if record.status is JobState.pending:
+        msg = f"job {job_id!r} waits for its parent {record.parent!r}: abort the parent to end it"
+        raise ApiError(409, msg, loc=JOB_ID_LOC, type_="chained_pending")
     spec = registry.jobs.get(record.function or "")
     keep_s = spec.resolved(settings).keep_result_s if spec else settings.keep_result_seconds
     outcome = await abort_job(pool, settings.queue_name, job_id, keep_s)

@@ -21,6 +21,7 @@ from pydantic.fields import FieldInfo
 from starlette.routing import Match
 from starlette.types import Scope as AsgiScope
 
+from core.chains import ChainInvalid
 from core.enqueue import enqueue
 from core.exact_json import Unencodable
 from core.registry import JobSpec, Registry
@@ -30,12 +31,12 @@ from service.errors import ApiError, KwargsInvalid, PlatformRoute, problem
 from service.event_hub import EventHub
 from service.limits import WAIT_RETRY_AFTER_S, TooManyWaits
 from service.models import EnqueueRequest, JobAccepted, JobView
-from service.routes.jobs import _accepted, _checked
+from service.routes.jobs import _checked, accepted_answer, chain_of
 from service.strict_json import InputRejected, parse_body
 from service.waiting import wait_until_finished
 from settings import Settings
 
-OPTIONS = ("job_id", "defer_by", "defer_until", "priority")
+OPTIONS = ("job_id", "defer_by", "defer_until", "priority", "then")
 WAIT = Annotated[
     float, Query(ge=0, allow_inf_nan=False, description="Seconds to wait for the job to finish (bounded).")
 ]
@@ -89,7 +90,7 @@ class TypedFunction:
 
 
 async def _enqueue(
-    function: TypedFunction, raw: bytes, pool: ArqRedis, settings: Settings, response: Response
+    function: TypedFunction, raw: bytes, pool: ArqRedis, registry: Registry, settings: Settings, response: Response
 ) -> JobAccepted:
     """The same strict path as `POST /v1/jobs`: the body read exactly (no float for a 70-bit integer), the
     options by the generic endpoint's own rules, the arguments held to the published schema and to the kwargs
@@ -108,6 +109,7 @@ async def _enqueue(
     except ValidationError as exc:
         raise KwargsInvalid.of(exc, ("body",)) from None
     _checked(spec, body, ("body",), settings)
+    then = chain_of(registry, options.then, ("body",), settings) if options.then else ()
     try:
         accepted = await enqueue(
             pool,
@@ -117,11 +119,14 @@ async def _enqueue(
             defer_by=options.defer_by,
             defer_until=options.defer_until,
             priority=options.priority,
+            then=then,
         )
     except (ValidationError, Unencodable) as exc:
         raise KwargsInvalid.of(exc, ("body",)) from None
-    response.headers["Location"] = f"/v1/functions/{spec.name}/jobs/{accepted.job_id}"
-    return _accepted(spec.name, accepted)
+    except ChainInvalid as exc:
+        raise KwargsInvalid.of(exc, ("body", "kwargs")) from None
+    location = f"/v1/functions/{spec.name}/jobs/{accepted.job_id}"
+    return await accepted_answer(pool, settings, spec.name, accepted, response, location)
 
 
 async def _view(
@@ -173,7 +178,11 @@ def _document(router: APIRouter, function: TypedFunction) -> None:
         summary=f"Enqueue {spec.name}",
         description=(spec.description or spec.name)
         + "\n\nThe body is the function's own arguments, validated against its signature, plus the options.",
-        responses={409: {"description": "A job with this job_id exists"}, 503: {"description": "Redis unavailable"}},
+        responses={
+            200: {"model": JobAccepted, "description": "A unique job's duplicate: the existing job (`existing: true`)"},
+            409: {"description": "A job with this job_id exists"},
+            503: {"description": "Redis unavailable"},
+        },
         route_class_override=SchemaOnlyRoute,
     )
 
@@ -214,7 +223,7 @@ def routers(registry: Registry) -> tuple[APIRouter, APIRouter]:
     async def enqueue_by_name(
         name: str, request: Request, pool: PoolDep, settings: SettingsDep, response: Response
     ) -> JobAccepted:
-        return await _enqueue(find(name), await request.body(), pool, settings, response)
+        return await _enqueue(find(name), await request.body(), pool, registry, settings, response)
 
     @dispatch.get("/{name}/jobs/{job_id}")
     async def get_by_name(

@@ -205,3 +205,19 @@ def test_a_jobs_page_shows_its_priority(page: Watched) -> None:
     expect(browser.locator("#job-priority")).to_have_text("low")
     expect(browser.locator("#job-waiting-on")).to_have_text("—")
     assert page.csp_violations() == []
+
+
+def test_a_chained_job_shows_its_parent_and_children(page: Watched) -> None:
+    body = {"function": "echo", "kwargs": {"value": 7}, "then": [{"function": "echo", "result_arg": "value"}]}
+    accepted = httpx.post(f"{page.base_url}/v1/jobs", json=body).json()
+    parent_id, child_id = accepted["job_id"], accepted["children"][0]["job_id"]
+    browser = page.page
+    page.goto(f"/dashboard/jobs/{parent_id}")
+    expect(browser.locator("#chain-box")).to_be_visible()
+    expect(browser.locator("#children tbody")).to_contain_text(child_id)
+    page.goto(f"/dashboard/jobs/{child_id}")
+    expect(browser.locator("#job-status")).to_have_text("complete")
+    expect(browser.locator("#job-parent")).to_have_text(parent_id)
+    expect(browser.locator("#job-result-arg")).to_have_text("value")
+    expect(browser.locator("#job-result")).to_contain_text("7")
+    assert page.csp_violations() == []

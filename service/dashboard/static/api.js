@@ -3,8 +3,8 @@
 
 const CSRF = document.querySelector('meta[name="csrf-token"]')?.content ?? '';
 export const EVENT_NAMES = ['queued', 'deferred', 'started', 'progress', 'retrying', 'complete', 'failed', 'dead',
-  'aborted', 'requeued'];
-export const TERMINAL = new Set(['complete', 'failed', 'dead', 'aborted']);
+  'aborted', 'requeued', 'pending', 'not_run'];
+export const TERMINAL = new Set(['complete', 'failed', 'dead', 'aborted', 'not_run']);
 
 export class ApiError extends Error {
   constructor(status, detail) {

@@ -186,7 +186,23 @@ function attemptRow(attempt) {
     el('td', {}, seconds(attempt.duration_s)), el('td', {}, seconds(attempt.retry_in_s)));
 }
 
+function childRow(child) {
+  return el('tr', {}, el('td', {}, jobLink(child.job_id)), el('td', {}, child.function), el('td', {}, child.result_arg));
+}
+
+// Chains (README "Chains"): a job's parent, the argument its parent's result fills, why it did not run, its children.
+function showChain(job) {
+  const children = job.children ?? [];
+  document.getElementById('chain-box').hidden = !job.parent && children.length === 0;
+  const parent = document.getElementById('job-parent');
+  parent.replaceChildren(job.parent ? jobLink(job.parent) : '—');
+  setText('job-result-arg', job.result_arg ?? '—');
+  setText('job-reason', job.reason ?? '—');
+  fill(document.querySelector('#children tbody'), children.map(childRow), 'No child.', 3);
+}
+
 function showJob(job) {
+  showChain(job);
   setText('job-function', job.function);
   const badge = document.getElementById('job-status');
   badge.textContent = job.status;
@@ -213,7 +229,7 @@ function showJob(job) {
     document.getElementById('job-traceback').textContent = job.error.traceback ?? '';
   }
   fill(document.querySelector('#attempts tbody'), (job.attempts ?? []).map(attemptRow), 'No failed try.', 6);
-  const finished = ['complete', 'failed', 'aborted'].includes(job.status);
+  const finished = ['complete', 'failed', 'aborted', 'not_run'].includes(job.status);
   const abort = document.getElementById('abort');
   if (abort) abort.hidden = finished || !can('admin');
 }
@@ -226,7 +242,7 @@ async function job() {
     try {
       const { data } = await api('GET', path);
       showJob(data);
-      finished = ['complete', 'failed', 'aborted'].includes(data.status);
+      finished = ['complete', 'failed', 'aborted', 'not_run'].includes(data.status);
       return true;
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) {
