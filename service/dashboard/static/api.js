@@ -3,7 +3,7 @@
 
 const CSRF = document.querySelector('meta[name="csrf-token"]')?.content ?? '';
 export const EVENT_NAMES = ['queued', 'deferred', 'started', 'progress', 'retrying', 'complete', 'failed', 'dead',
-  'aborted', 'requeued', 'pending', 'not_run'];
+  'aborted', 'requeued', 'pending', 'not_run', 'limited'];
 export const TERMINAL = new Set(['complete', 'failed', 'dead', 'aborted', 'not_run']);
 
 export class ApiError extends Error {
