@@ -58,6 +58,7 @@ class JobRecord:
     attempts: list[Attempt] = field(default_factory=list)
     priority: str | None = None  # while it waits or runs (its payload says; core/priority.py)
     waiting_on: str | None = None  # a queued job passed over for its function's limit (core/job_limits.py)
+    unique_key: str | None = None  # the uniqueness lock a unique job holds while queued or running (core/unique.py)
     parent: str | None = None  # the job it is chained after
     children: list[ChainLink] = field(default_factory=list)  # the jobs chained after it
     result_arg: str | None = None  # a child's argument that receives its parent's result
@@ -219,6 +220,7 @@ def _read(
         progress=progress,
         attempts=attempts.parse(attempts_raw),
         priority=level,
+        unique_key=data.get("u") if data and isinstance(data.get("u"), str) else None,
     )
 
 

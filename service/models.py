@@ -160,7 +160,7 @@ class ChainLinkView(BaseModel):
 
 
 # Chain and unique-job fields are left out of an answer unless set: a job using neither answers as before.
-WORKFLOW_FIELDS = ("existing", "children", "parent", "result_arg", "reason")
+WORKFLOW_FIELDS = ("existing", "children", "parent", "result_arg", "reason", "unique_key")
 
 
 class WithoutUnsetWorkflow(BaseModel):
@@ -297,6 +297,11 @@ class JobView(WithoutUnsetWorkflow):  # type: ignore[no-redef]  # pydantic's myp
     result_arg: str | None = Field(None, description="Of a chained job: the argument given its parent's result.")
     children: list[ChainLinkView] = Field(default_factory=list, description="The jobs chained after this one.")
     reason: str | None = Field(None, description="Why a `not_run` job did not run (its parent's end).")
+    unique_key: str | None = Field(
+        None,
+        description="Of a unique job (`@job(unique=...)`) while queued or running: the uniqueness key it holds; "
+        "enqueueing another with the same arguments answers with this job.",
+    )
 
     @classmethod
     def of(cls, record: JobRecord) -> JobView:
@@ -323,6 +328,7 @@ class JobView(WithoutUnsetWorkflow):  # type: ignore[no-redef]  # pydantic's myp
                 for link in record.children
             ],
             reason=record.reason,
+            unique_key=record.unique_key,
         )
 
 

@@ -62,6 +62,10 @@ async def test_a_duplicate_answers_with_the_existing_job(client: httpx.AsyncClie
     assert other.status_code == 202 and other.json()["job_id"] != job_id
     assert await redis.zcard("arq:queue") == 3  # reports 1, 2 and 3: nothing else was written
 
+    view = (await client.get(f"/v1/jobs/{job_id}")).json()  # the job shows the key it holds while queued
+    assert view["unique_key"].startswith(keys.unique("build_report", ""))
+    assert await redis.get(view["unique_key"]) == job_id.encode()  # the lock it names is this job's
+
 
 async def test_python_gets_the_existing_job(
     settings: Settings, registry: Registry, redis: ArqRedis, run_burst_worker

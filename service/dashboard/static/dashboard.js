@@ -210,6 +210,7 @@ function showJob(job) {
   setText('job-tries', job.tries);
   setText('job-priority', job.priority || '—');  // while it waits or runs
   setText('job-waiting-on', job.waiting_on ? job.waiting_on.replace('_', ' ') : '—');  // its function's limit
+  setText('job-unique-key', job.unique_key || '—');  // held while it waits or runs
   setText('job-enqueued', when(job.enqueued_at));
   setText('job-scheduled', when(job.scheduled_at));
   setText('job-started', when(job.started_at));
