@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import drain, live, log_cost, security_cost
+from bench import drain, flow, live, log_cost, security_cost
 from bench.children import Children, child_env
 
 ISSUE_TITLES = {
@@ -64,10 +64,13 @@ class IssueSizes:
     security_micro_batches: int
     embed_requests: int
     embed_rounds: int
+    flow_seconds: float
+    flow_backlog: int
+    flow_rounds: int
 
 
-FULL_ISSUES = IssueSizes(2000, 10.0, 5, 5000, 3, 5000, 9, 4.0, 40, 500, 15)
-QUICK_ISSUES = IssueSizes(200, 2.0, 1, 800, 1, 800, 1, 1.5, 5, 100, 3)
+FULL_ISSUES = IssueSizes(2000, 10.0, 5, 5000, 3, 5000, 9, 4.0, 40, 500, 15, 30.0, 10_000, 5)
+QUICK_ISSUES = IssueSizes(200, 2.0, 1, 800, 1, 800, 1, 1.5, 5, 100, 3, 5.0, 2000, 2)
 CHILD_TIMEOUT_S = 900.0
 POST_RATE, E2E_RATE = 50.0, 100.0  # issue 8's rates
 
@@ -211,6 +214,30 @@ def measure_embed(children: Children, redis_url: str, sizes: IssueSizes) -> list
     return figures
 
 
+def measure_flow(children: Children, redis_url: str, sizes: IssueSizes) -> list[Figure]:
+    m = asyncio.run(flow.run(children, redis_url, sizes.flow_seconds, sizes.flow_backlog, sizes.flow_rounds))
+    return [
+        Figure(
+            f"`5/s` over three workers for {sizes.flow_seconds:g} s: error",
+            f"{m['rated_error_pct']:+.1f}%",
+            "within 10%",
+            bool(m["rate_limit_within_10pct"]),
+        ),
+        Figure(
+            "`concurrency=2` over three workers: most at once",
+            str(m["paired_max_concurrent"]),
+            "never above 2",
+            m["paired_max_concurrent"] <= 2,
+        ),
+        Figure(
+            f"a high job behind {sizes.flow_backlog:,} default ones starts after, median / worst",
+            f"{m['high_start_ms_median']:.0f} / {m['high_start_ms_max']:.0f} ms",
+            "<= 50 ms",
+            bool(m["high_within_50ms"]),
+        ),
+    ]
+
+
 @dataclass(frozen=True)
 class Spec:
     issues: tuple[int, ...]
@@ -261,6 +288,14 @@ STAGES = [
         "Per enqueue, in one process through ASGI with real Redis round trips (`bench/embed_micro.py`)",
         lambda s: f"python -m bench.embed_micro --requests {s.embed_requests} --rounds {s.embed_rounds}",
         measure_embed,
+    ),
+    Spec(
+        (11,),
+        "Rate and concurrency limits across three workers, and a high-priority job behind a backlog (`bench/flow.py`)",
+        lambda s: (
+            f"python -m bench.flow --seconds {s.flow_seconds:g} --backlog {s.flow_backlog} --rounds {s.flow_rounds}"
+        ),
+        measure_flow,
     ),
 ]
 
