@@ -164,9 +164,15 @@ async def read_job(pool: ArqRedis, queue_name: str, job_id: str) -> JobRecord | 
         pipe.get(keys.progress(job_id))
         pipe.lrange(keys.attempts(job_id), 0, -1)
         pipe.hgetall(keys.chain(job_id))
-        result_raw, job_raw, lease, score, retries, progress_raw, attempts_raw, links = await pipe.execute()
+        pipe.hkeys(keys.job_limits(queue_name))  # the functions with limits (usually none): no round trip of its own
+        result_raw, job_raw, lease, score, retries, progress_raw, attempts_raw, links, limited = await pipe.execute()
     record = _read(job_id, result_raw, job_raw, lease, score, retries, progress_raw, attempts_raw)
-    if record is not None and record.status is JobState.queued and record.function is not None:
+    if (
+        record is not None
+        and record.status is JobState.queued
+        and record.function is not None
+        and record.function.encode() in limited
+    ):  # only a queued job of a limited function asks whether a claim passed it over
         record.waiting_on = await job_limits.waiting_on(pool, queue_name, record.function)
     if links:
         record = record or _unrun(job_id, links)
