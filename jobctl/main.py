@@ -162,9 +162,14 @@ def cmd_enqueue(api: Api, out: Out, args: argparse.Namespace) -> int:
         if getattr(args, option) is not None:
             body[option] = getattr(args, option)
     accepted = api.call("POST", "/v1/jobs", json=body)
+    return _queued(api, out, args, accepted, accepted["function"])
+
+
+def _queued(api: Api, out: Out, args: argparse.Namespace, accepted: dict[str, Any], label: str) -> int:
+    """A job just queued: followed until it ends (`--follow`), else its id (or the whole answer with --json)."""
     if args.follow:
         if not out.as_json:
-            out.errors.print(f"queued [bold]{accepted['job_id']}[/bold] ({accepted['function']})", highlight=False)
+            out.errors.print(f"queued [bold]{accepted['job_id']}[/bold] ({label})", highlight=False)
         return follow(api, out, accepted["job_id"], args.max_wait)
     out.show(accepted, lambda a: out.console.print(a["job_id"], highlight=False))
     return Exit.OK
@@ -288,12 +293,7 @@ def cmd_cron_state(api: Api, out: Out, args: argparse.Namespace) -> int:
 
 def cmd_cron_run(api: Api, out: Out, args: argparse.Namespace) -> int:
     accepted = api.call("POST", f"/v1/cron/{quote(args.name, safe='')}/run")
-    if args.follow:
-        if not out.as_json:
-            out.errors.print(f"queued [bold]{accepted['job_id']}[/bold] ({args.name})", highlight=False)
-        return follow(api, out, accepted["job_id"], args.max_wait)
-    out.show(accepted, lambda a: out.console.print(a["job_id"], highlight=False))
-    return Exit.OK
+    return _queued(api, out, args, accepted, args.name)
 
 
 def cmd_dead_list(api: Api, out: Out, args: argparse.Namespace) -> int:
