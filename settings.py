@@ -109,6 +109,14 @@ class Settings(BaseSettings):
         description="A job a route enqueued to run after its response is held in Redis until the response is sent; "
         "if the API process dies first, the job is released by the queue itself after this long.",
     )
+    hold_release_window_ms: float = Field(
+        10,
+        ge=0,
+        le=1000,
+        description="Releases of `after_response` jobs are written together: each within this long after its "
+        "response was sent, one Redis call for every request that ended in the window (0: at the next turn of "
+        "the event loop).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] | None = Field(
         None, description="`json` or `console`; unset means console on a terminal, json otherwise."

@@ -64,12 +64,13 @@ async def hold(
 
 async def release(pool: ArqRedis, queue_name: str, held: Sequence[Held]) -> None:
     """Let held jobs run at their own time. Only jobs still queued are touched (`XX`), and only brought
-    forward (`LT`): an aborted job stays aborted, and one already run or retried is left alone."""
+    forward (`LT`): an aborted job stays aborted, and one already run or retried is left alone. One `ZADD`
+    for the whole batch, then one wake token for the workers."""
     if not held:
         return
-    async with pool.pipeline(transaction=True) as pipe:
-        for item in held:
-            pipe.zadd(queue_name, {item.job_id: int(item.run_at.timestamp() * 1000)}, xx=True, lt=True)
+    scores: dict[str | bytes, float] = {item.job_id: int(item.run_at.timestamp() * 1000) for item in held}
+    async with pool.pipeline(transaction=False) as pipe:
+        pipe.zadd(queue_name, scores, xx=True, lt=True)
         pipe.lpush(keys.wake(queue_name), "1")
         pipe.ltrim(keys.wake(queue_name), 0, MAX_WAKE_TOKENS - 1)
         await pipe.execute()

@@ -58,7 +58,9 @@ async def get_jobs(request: Request) -> Jobs:
         raise RuntimeError("JobsDep needs the platform's lifespan: FastAPI(lifespan=platform.lifespan())")
     if correlation.current.get() is None:  # an app without the platform's guard: its jobs carry the request too
         correlation.current.set(correlation.Correlation(*correlation.from_headers(request.scope["headers"])))
-    return Jobs(state["pool"], state["registry"], state["settings"], state["inflight"], request.scope)
+    return Jobs(
+        state["pool"], state["registry"], state["settings"], state["inflight"], request.scope, state.get("releases")
+    )
 
 
 JobsDep = Annotated[Jobs, Depends(get_jobs)]

@@ -4,6 +4,11 @@ SSE streams in memory: a thousand waiters cost one blocking `XREAD`, not a thous
 The hub reads `platform:events` (core/events.py) on a connection of its own, never one of the request pool, so
 waiters can neither starve enqueues nor be starved by them. After a Redis outage it reconnects with capped
 backoff and resumes after the last id it saw, so subscribers miss nothing the stream still holds.
+
+Nobody subscribed, nobody needs the events: after `PARK_AFTER_S` without a subscriber the hub stops reading (an
+API process that only enqueues would otherwise read back every event it and the workers write, one `XREAD` per
+burst). The next subscriber pins the stream's end again before it is handed its subscription, exactly as at
+start, so what it reads after subscribing is covered.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ READ_COUNT = 500
 BACKOFF_START_S, BACKOFF_MAX_S = 0.05, 2.0
 STOP_WAIT_S = 0.5
 SWEEP_S = 1.0  # how often the results of long waits are checked for (see `_sweep`)
+PARK_AFTER_S = 1.0  # stop reading after this long without a subscriber
 SUBSCRIBER_BUFFER = 10_000  # events a slow subscriber may fall behind before it is cut off
 
 
@@ -87,6 +93,11 @@ class EventHub:
         self._by_job: dict[str, set[Subscription]] = {}
         self._by_function: dict[str, set[Subscription]] = {}
         self._everything: set[Subscription] = set()
+        self._count = 0  # subscriptions open
+        self._idle_since = 0.0  # loop time the last subscription closed
+        self._parked = False  # not reading: nobody subscribed for PARK_AFTER_S
+        self._unparked = asyncio.Event()
+        self._unparking = asyncio.Lock()
         self._cursor: str | None = None  # the last entry id seen; None until first connected
         self._task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -100,13 +111,18 @@ class EventHub:
 
     @property
     def subscribers(self) -> int:
-        return sum(map(len, self._by_job.values())) + sum(map(len, self._by_function.values())) + len(self._everything)
+        return self._count
+
+    @property
+    def parked(self) -> bool:
+        return self._parked
 
     async def start(self) -> None:
         """Pin the starting point now when Redis answers (so a wait that starts right after misses nothing),
         then follow the stream in the background."""
         with suppress(RedisError, OSError):
             self._cursor = await self._stream_end()
+        self._idle_since = asyncio.get_running_loop().time()
         self._task = asyncio.create_task(self._follow(), name="event-hub")
         self._sweeper = asyncio.create_task(self._sweep(), name="event-hub-sweep")
 
@@ -140,15 +156,41 @@ class EventHub:
         else:
             group = self._everything
         group.add(subscription)
+        self._count += 1
         try:
+            if self._parked:
+                await self._unpark()
             yield subscription
         finally:
             group.discard(subscription)
+            self._count -= 1
+            if not self._count:
+                self._idle_since = asyncio.get_running_loop().time()
             if not group and group is not self._everything:
                 if job_id is not None:
                     self._by_job.pop(job_id, None)
                 elif function is not None:
                     self._by_function.pop(function, None)
+
+    async def _unpark(self) -> None:
+        """Pin the stream's end and read on from there (the events the hub skipped had nobody to go to)."""
+        async with self._unparking:
+            if not self._parked:
+                return
+            try:
+                self._cursor = await self._stream_end()
+            except (RedisError, OSError):
+                self._cursor = None  # the reading loop pins it once Redis answers, and tells subscribers of the gap
+            self._parked = False
+            self._unparked.set()
+
+    async def _park_while_unwanted(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._count or loop.time() - self._idle_since < PARK_AFTER_S:
+            return
+        self._parked = True
+        self._unparked.clear()
+        await self._unparked.wait()
 
     async def _stream_end(self) -> str:
         last = await self._redis.xrevrange(events.STREAM, count=1)
@@ -157,6 +199,7 @@ class EventHub:
     async def _follow(self) -> None:
         backoff = BACKOFF_START_S
         while True:
+            await self._park_while_unwanted()
             try:
                 if not self.connected.is_set():
                     await self._redis.ping()

@@ -22,6 +22,7 @@ ROUTE_RETURNED = "fastapi_function_astack"  # closed when the route function ret
 RESPONSE_SENT = "fastapi_inner_astack"  # closed after the response was sent (or the request failed)
 
 ExitCallback = Callable[[BaseException | None], Awaitable[None]]
+SyncExitCallback = Callable[[BaseException | None], None]
 
 
 def _stack(scope: MutableMapping[str, Any], key: str) -> AsyncExitStack:
@@ -41,3 +42,14 @@ def on_exit(scope: MutableMapping[str, Any], key: str, callback: ExitCallback) -
         return False
 
     _stack(scope, key).push_async_exit(exit_)
+
+
+def on_exit_sync(scope: MutableMapping[str, Any], key: str, callback: SyncExitCallback) -> None:
+    """Call `callback(exception or None)` when that stack closes: for a callback that does not await, which
+    needs no shield (and costs a few microseconds instead of a cancel scope's dozen)."""
+
+    def exit_(exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        callback(exc)
+        return False
+
+    _stack(scope, key).push(exit_)

@@ -12,8 +12,7 @@ a `Job[P, R]`), validated like `POST /v1/jobs`, and returns the job's id. When t
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -45,11 +44,12 @@ from core.registry import Job, JobSpec, Registry
 from core.status import JobRecord, read_job
 from service import exits
 from service.errors import kwargs_errors
+from service.held_releases import HeldReleases
+from service.inflight import InFlight
 from settings import Settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
-T = TypeVar("T")
 log = structlog.get_logger("api")
 
 
@@ -80,37 +80,6 @@ class Timing(StrEnum):
     after_response = "after_response"
 
 
-class InFlight:
-    """Counts the platform's writes still running in this process, so shutdown waits for them."""
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    async def run(self, operation: Awaitable[T]) -> T:
-        self._count += 1
-        self._idle.clear()
-        try:
-            return await operation
-        finally:
-            self._count -= 1
-            if self._count == 0:
-                self._idle.set()
-
-    async def drain(self, timeout_s: float) -> bool:
-        """Wait until nothing is in flight; False when `timeout_s` passed first."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
-
-    @property
-    def count(self) -> int:
-        return self._count
-
-
 @dataclass(frozen=True)
 class EnqueueOptions:
     timing: Timing = Timing.now
@@ -130,9 +99,11 @@ class Jobs:
     settings: Settings
     inflight: InFlight
     scope: MutableMapping[str, Any] | None = None  # the request's ASGI scope; None outside a request (`now` only)
+    releases: HeldReleases | None = None  # the process's batched releases; None: each request releases its own
     _pending: list[Prepared] = field(default_factory=list)
     _held: list[holding.Held] = field(default_factory=list)
     _watching: bool = False
+    _watching_response: bool = False
     _route_succeeded: bool = False
 
     async def enqueue(self, job: Job[P, R], /, *args: P.args, **kwargs: P.kwargs) -> str:
@@ -198,7 +169,7 @@ class Jobs:
         if options.job_id is not None and keys.is_platform_job_id(options.job_id):
             raise InvalidJobArguments(spec.name, ReservedJobId(options.job_id))
         if options.timing is not Timing.now:
-            self._watch_request()
+            self._watch_request(options.timing)
         queue = self.settings.queue_name
         match options.timing:
             case Timing.now:
@@ -267,15 +238,22 @@ class Jobs:
         """A job's status, result or error, and progress (what `GET /v1/jobs/{id}` shows); None if unknown."""
         return await read_job(self.pool, self.settings.queue_name, job_id)
 
-    def _watch_request(self) -> None:
-        """Be called back when the route returned and when its response was sent (once per request)."""
-        if self._watching:
-            return
+    def _watch_request(self, timing: Timing) -> None:
+        """Be called back when the route returned and, for `after_response`, when its response was sent. Only
+        the `on_success` write awaits (shielded); the other callbacks only take note or hand work over."""
         if self.scope is None:
             raise RuntimeError("on_success and after_response need a request: use the handle from JobsDep")
-        exits.on_exit(self.scope, exits.ROUTE_RETURNED, self._route_returned)
-        exits.on_exit(self.scope, exits.RESPONSE_SENT, self._response_sent)
-        self._watching = True
+        if timing is Timing.on_success and not self._watching:
+            exits.on_exit(self.scope, exits.ROUTE_RETURNED, self._route_returned)
+            self._watching = True
+        if timing is Timing.after_response and not self._watching_response:
+            exits.on_exit_sync(self.scope, exits.ROUTE_RETURNED, self._note_route_returned)
+            exits.on_exit_sync(self.scope, exits.RESPONSE_SENT, self._response_sent)
+            self._watching_response = True
+
+    def _note_route_returned(self, error: BaseException | None) -> None:
+        if error is None:
+            self._route_succeeded = True
 
     async def _route_returned(self, error: BaseException | None) -> None:
         """The route returned: write its `on_success` jobs, all in one atomic call; it raised: drop them."""
@@ -297,18 +275,26 @@ class Jobs:
                     log.info("jobs.existing", job_id=request.job_id, existing=outcome.job_id)
         self._route_succeeded = True
 
-    async def _response_sent(self, error: BaseException | None) -> None:
+    def _response_sent(self, error: BaseException | None) -> None:
         """The request is over: release the `after_response` jobs if the route succeeded (even if sending the
-        response then failed), remove them if it raised. A failed release is only late: the hold runs out."""
+        response then failed), remove them if it raised. Both are handed to the background, counted in flight:
+        the jobs are held, so neither needs to finish before the request does. A failed release is only late:
+        the hold runs out."""
         held, self._held = self._held, []
         if not held:
             return
         release = error is None or self._route_succeeded
+        if release and self.releases is not None:
+            self.releases.release(held)
+        else:
+            self.inflight.spawn(self._settle(held, release))
+
+    async def _settle(self, held: list[holding.Held], release: bool) -> None:
         try:
             if release:
-                await self.inflight.run(holding.release(self.pool, self.settings.queue_name, held))
+                await holding.release(self.pool, self.settings.queue_name, held)
             else:
-                await self.inflight.run(holding.discard(self.pool, self.settings.queue_name, held))
+                await holding.discard(self.pool, self.settings.queue_name, held)
         except (RedisError, OSError) as exc:
             log.warning("jobs.settle_failed", release=release, error=type(exc).__name__, message=str(exc))
 

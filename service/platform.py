@@ -28,7 +28,8 @@ from service.auth import AuthMode, auth_mode
 from service.dashboard import routes as dashboard
 from service.event_hub import EventHub
 from service.guard import Guard
-from service.handle import InFlight
+from service.held_releases import HeldReleases
+from service.inflight import InFlight
 from service.limits import WaitSlots
 from service.metrics import HttpMetrics
 from service.routes import cron, dead, events, functions, health, jobs, metrics, queues, typed, workers
@@ -46,6 +47,7 @@ class State(TypedDict):
     registry: Registry
     settings: Settings
     inflight: InFlight
+    releases: HeldReleases
     waits: WaitSlots
     events: EventHub
     metrics: HttpMetrics
@@ -109,12 +111,14 @@ class Platform:
         log_auth_mode(settings)
         hub = EventHub(settings, pool)
         await hub.start()
+        releases = HeldReleases(pool, settings.queue_name, settings.hold_release_window_ms / 1000, inflight)
         try:
             yield {
                 "pool": pool,
                 "registry": self.registry,
                 "settings": settings,
                 "inflight": inflight,
+                "releases": releases,
                 "waits": WaitSlots(settings.max_waits_per_key),
                 "events": hub,
                 "metrics": self.http_metrics,
@@ -122,6 +126,7 @@ class Platform:
             }
         finally:
             await hub.stop()
+            await releases.flush()
             if not await inflight.drain(SHUTDOWN_DRAIN_S):
                 log.warning("api.writes_abandoned", count=inflight.count)
             await pool.aclose()

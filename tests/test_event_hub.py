@@ -146,3 +146,26 @@ async def test_a_result_written_without_an_event_wakes_its_waiters_for_one_comma
         async with asyncio.timeout(5):
             assert isinstance(await waiter.next(), Gap)
         assert stream.queue.empty() and all(o.queue.empty() for o in others)
+
+
+async def test_with_nobody_subscribed_the_hub_stops_reading_and_the_next_subscriber_misses_nothing(
+    settings, redis, monkeypatch
+) -> None:
+    monkeypatch.setattr("service.event_hub.PARK_AFTER_S", 0.05)
+    async with running_hub(settings) as hub:
+        await add_event(redis, "before", "echo", "queued")  # the hub reads once more, then finds nobody
+        await wait_for(lambda: _parked(hub), bool)
+        reads = (await redis.info("commandstats")).get("cmdstat_xread", {}).get("calls", 0)
+        for n in range(20):  # an API that only enqueues: its events are read back by nobody
+            await add_event(redis, f"unwatched{n}", "echo", "queued")
+        assert (await redis.info("commandstats")).get("cmdstat_xread", {}).get("calls", 0) == reads
+        async with hub.subscribe(job_id="watched") as subscription:
+            assert not hub.parked
+            entry = await add_event(redis, "watched", "echo", "complete")
+            got = await _next_event(subscription)
+            assert (got.id, got.job_id) == (entry, "watched")  # not one of the twenty it skipped
+            assert subscription.queue.empty()
+
+
+async def _parked(hub: EventHub) -> bool:
+    return hub.parked
