@@ -68,7 +68,7 @@ async def release(pool: ArqRedis, queue_name: str, held: Sequence[Held]) -> None
     for the whole batch, then one wake token for the workers."""
     if not held:
         return
-    scores: dict[str | bytes, float] = {item.job_id: int(item.run_at.timestamp() * 1000) for item in held}
+    scores: dict[str, float] = {item.job_id: int(item.run_at.timestamp() * 1000) for item in held}
     async with pool.pipeline(transaction=False) as pipe:
         pipe.zadd(queue_name, scores, xx=True, lt=True)
         pipe.lpush(keys.wake(queue_name), "1")
