@@ -90,7 +90,10 @@ class EnqueueOptions:
     then: tuple[Then, ...] = ()
 
 
-@dataclass
+NOW = EnqueueOptions()
+
+
+@dataclass(slots=True)
 class Jobs:
     """One request's handle on the queue (from the `JobsDep` dependency)."""
 
@@ -108,7 +111,7 @@ class Jobs:
 
     async def enqueue(self, job: Job[P, R], /, *args: P.args, **kwargs: P.kwargs) -> str:
         """Write the job now; returns its id."""
-        return await self._enqueue(EnqueueOptions(), job, args, kwargs)
+        return await self._enqueue(NOW, job, args, kwargs)
 
     def options(
         self,
@@ -173,24 +176,25 @@ class Jobs:
         queue = self.settings.queue_name
         match options.timing:
             case Timing.now:
+                self.inflight.begin()
                 try:
-                    accepted = await self.inflight.run(
-                        enqueue(
-                            self.pool,
-                            spec,
-                            kwargs,
-                            job_id=options.job_id,
-                            defer_by=options.defer_by,
-                            defer_until=options.defer_until,
-                            queue_name=queue,
-                            priority=options.priority,
-                            then=options.then,
-                        )
+                    accepted = await enqueue(
+                        self.pool,
+                        spec,
+                        kwargs,
+                        job_id=options.job_id,
+                        defer_by=options.defer_by,
+                        defer_until=options.defer_until,
+                        queue_name=queue,
+                        priority=options.priority,
+                        then=options.then,
                     )
                 except (ValidationError, Unencodable, ChainInvalid) as exc:
                     raise InvalidJobArguments(spec.name, exc) from None
                 except DuplicateJob as exc:
                     raise JobAlreadyExists(exc.job_id) from None
+                finally:
+                    self.inflight.end()
                 return accepted.job_id  # a unique job's duplicate: the id of the job that holds its key
             case Timing.on_success:
                 job_id = options.job_id or uuid4().hex

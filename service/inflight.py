@@ -19,14 +19,23 @@ class InFlight:
         self._idle.set()
 
     async def run(self, operation: Awaitable[T]) -> T:
-        self._count += 1
-        self._idle.clear()
+        self.begin()
         try:
             return await operation
         finally:
-            self._count -= 1
-            if self._count == 0:
-                self._idle.set()
+            self.end()
+
+    def begin(self) -> None:
+        """One more write in flight (`run` without its coroutine frame, for the enqueue path: every await of a
+        Redis round trip resumes through each frame between it and the route)."""
+        self._count += 1
+        if self._count == 1:
+            self._idle.clear()
+
+    def end(self) -> None:
+        self._count -= 1
+        if self._count == 0:
+            self._idle.set()
 
     def spawn(self, operation: Coroutine[object, object, object]) -> None:
         """Run `operation` in the background, counted like `run` (the task is kept until it ends)."""
