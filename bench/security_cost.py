@@ -5,8 +5,13 @@ and the body guard on), alternated on one Redis, measured with the benchmark's o
 `python -m bench.security_cost --before 53633a5 [--rounds 3] [--duration 5]` prints one line per run and the
 medians. Both run uvicorn the way `make bench` does (`uvicorn service.main:app`, one process).
 
-`--before unguarded` compares with this tree's own API with the layer taken out (`bench.security_off:app`),
-so the difference is the layer alone, not every other change since an older revision.
+Or a baseline of this tree's own API (bench/security_off.py says what each one removes), so the difference is
+not every other change since an older revision:
+
+- `--before checks-off` (`bench.security_off:checks_off`): the layer alone taken out (the Host check, security
+  headers, keys, scopes, rate limit, body limits, strict parse and the kwargs check); the guard's request id,
+  HTTP metrics and 500 handler stay, as they are issue 8's, not the layer.
+- `--before unguarded` (`bench.security_off:app`): the whole guard taken out, issue 8's parts with it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from service.mint_key import mint
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = '{"function": "noop", "kwargs": {}}'
+# `--before` names for this tree's own API without the layer, and the app each one serves
+BASELINES = {"checks-off": "bench.security_off:checks_off", "unguarded": "bench.security_off:app"}
 
 
 def export(revision: str, into: Path) -> Path:
@@ -94,8 +101,8 @@ def compare(
     printed per run to `out` (standard output by default); returns req/s and API CPU µs per request, by system."""
     key, entry = mint("bench", ["enqueue"])
     with tempfile.TemporaryDirectory() as tmp:
-        if before == "unguarded":
-            before_tree, before_app = ROOT, "bench.security_off:app"
+        if before in BASELINES:
+            before_tree, before_app = ROOT, BASELINES[before]
         else:
             before_tree, before_app = export(before, Path(tmp) / "before"), "service.main:app"
         systems = {
@@ -145,7 +152,10 @@ def summary(measured: dict[str, dict[str, list[float]]]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--before", required=True, help="git revision without the security layer, or `unguarded` (this tree without it)"
+        "--before",
+        required=True,
+        help="git revision without the security layer, or this tree without it: `checks-off` (the layer alone) or "
+        "`unguarded` (the whole guard, request ids and HTTP metrics too)",
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
