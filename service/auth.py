@@ -79,22 +79,44 @@ def sign_in_at(url: str) -> Callable[[F], F]:
     return declare
 
 
-def _sign_in_redirect(route: Any, scope: AsgiScope) -> Response | None:
-    url = getattr(getattr(route, "endpoint", None), SIGN_IN_ATTRIBUTE, None)
-    if url is None:
+class RouteFacts:
+    """What the guard asks of a request's route on every request, read once per route: the scope its endpoint
+    declares (`@requires`, `@public`), the page a browser signs in at (`@sign_in_at`) and its template (the
+    HTTP metrics' label). A FastAPI route context answers each of these through two properties and a getattr."""
+
+    __slots__ = ("declared", "route", "sign_in", "template")
+
+    def __init__(self, route: Any) -> None:
+        endpoint = getattr(route, "endpoint", None)
+        declared = getattr(endpoint, SCOPE_ATTRIBUTE, None)
+        self.route = route
+        self.declared = None if declared is None else str(declared)
+        self.sign_in: str | None = getattr(endpoint, SIGN_IN_ATTRIBUTE, None)
+        self.template: str | None = getattr(route, "path_format", None)
+
+    def required_scope(self, method: str) -> str:
+        """The scope a request for this route needs: declared on its endpoint, else its method's default."""
+        if self.route is None:
+            return ANY_KEY
+        if self.declared is not None:
+            return self.declared
+        return Scope.read if method in ("GET", "HEAD") else Scope.admin
+
+
+NO_ROUTE = RouteFacts(None)  # paths no route serves
+
+
+def _sign_in_redirect(route: RouteFacts, scope: AsgiScope) -> Response | None:
+    if route.sign_in is None:
         return None
     query = scope.get("query_string", b"").decode("latin-1")
-    return RedirectResponse(f"{url}?{urlencode({'next': scope['path'] + ('?' + query if query else '')})}", 303)
+    next_url = scope["path"] + ("?" + query if query else "")
+    return RedirectResponse(f"{route.sign_in}?{urlencode({'next': next_url})}", 303)
 
 
 def required_scope(route: Any, method: str) -> str:
     """The scope a request for `route` needs: declared on its endpoint, else its method's default."""
-    if route is None:
-        return ANY_KEY
-    declared = getattr(getattr(route, "endpoint", None), SCOPE_ATTRIBUTE, None)
-    if declared is not None:
-        return str(declared)
-    return Scope.read if method in ("GET", "HEAD") else Scope.admin
+    return RouteFacts(route).required_scope(method)
 
 
 def flat_routes(routes: Iterable[BaseRoute]) -> list[Any]:
@@ -103,35 +125,36 @@ def flat_routes(routes: Iterable[BaseRoute]) -> list[Any]:
 
 
 class RouteTable:
-    """The app's routes as (path regex, methods, route), in routing order: asking Starlette's own
+    """The app's routes as (path regex, methods, facts), in routing order: asking Starlette's own
     `matches` costs about 10 µs a route on the hot path, a compiled regex a fraction of one."""
 
     def __init__(self, routes: Iterable[BaseRoute]) -> None:
-        self.entries: list[tuple[Any, frozenset[str] | None, Any]] = []
+        self.entries: list[tuple[Any, frozenset[str] | None, RouteFacts]] = []
         for route in flat_routes(routes):
             path_format = getattr(route, "path_format", None)
             regex = compile_path(path_format)[0] if isinstance(path_format, str) and route.methods else None
-            self.entries.append((regex, frozenset(route.methods) if regex else None, route))
+            self.entries.append((regex, frozenset(route.methods) if regex else None, RouteFacts(route)))
 
-    def match(self, scope: AsgiScope) -> tuple[Any, bool]:
-        """The route the router will pick for this request, and whether it serves this method."""
+    def match(self, scope: AsgiScope) -> tuple[RouteFacts, bool]:
+        """The route the router will pick for this request (NO_ROUTE when no route's path matches), and whether
+        it serves this method."""
         path, method = scope["path"], scope.get("method", "GET")
         partial = None
-        for regex, methods, route in self.entries:
+        for regex, methods, facts in self.entries:
             if regex is not None:
                 if regex.match(path) is None:
                     continue
                 if methods is not None and method in methods:
-                    return route, True
+                    return facts, True
                 if partial is None:
-                    partial = route
+                    partial = facts
                 continue
-            match, _ = route.matches(scope)  # a mount, or anything else: ask it
+            match, _ = facts.route.matches(scope)  # a mount, or anything else: ask it
             if match is Match.FULL:
-                return route, True
+                return facts, True
             if match is Match.PARTIAL and partial is None:
-                partial = route
-        return partial, False
+                partial = facts
+        return partial or NO_ROUTE, False
 
 
 @dataclass(frozen=True)
@@ -204,6 +227,7 @@ def auth_mode(settings: Settings) -> AuthMode:
 
 
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
+MAX_KNOWN_ROUTES = 1024
 
 
 class Authorizer:
@@ -215,20 +239,32 @@ class Authorizer:
         self.limiter = limiter
         self.routes = routes  # the app's routes, compiled on the first request (every route exists by then)
         self._table: RouteTable | None = None
+        self._facts: dict[int, RouteFacts] = {}  # a mounted platform's routes (`facts_of`), by id
 
-    def route_of(self, scope: AsgiScope) -> Any:
-        """The route the router will pick for this request (None when no route's path matches)."""
+    def route_of(self, scope: AsgiScope) -> RouteFacts:
+        """The route the router will pick for this request (NO_ROUTE when no route's path matches)."""
         if self._table is None:
             self._table = RouteTable(self.routes())
         return self._table.match(scope)[0]
 
-    async def refusal(self, scope: AsgiScope, route: Any) -> Response | None:
+    def facts_of(self, route: Any) -> RouteFacts:
+        """The facts of a route the router already picked (a mounted platform's, service/guard.py), read once."""
+        facts = self._facts.get(id(route))
+        if facts is None or facts.route is not route:
+            if len(self._facts) >= MAX_KNOWN_ROUTES:  # routes of apps built and dropped (tests): start over
+                self._facts.clear()
+            facts = self._facts[id(route)] = RouteFacts(route)
+        return facts
+
+    async def refusal(self, scope: AsgiScope, route: RouteFacts) -> Response | None:
         """None to let the request through (its principal in `scope["state"]`), else the answer."""
-        needed = required_scope(route, scope.get("method", "GET"))
+        needed = route.required_scope(scope.get("method", "GET"))
         if needed == PUBLIC:
             return None
         try:
-            principal, refusal = await self._authenticate(scope)
+            principal, refusal = self._authenticate(scope)
+            if principal is None and refusal is None:  # a dashboard session's cookie instead of a key
+                principal, refusal = await self._session_principal(scope)
             if refusal is not None:
                 if refusal.status_code == 401:
                     return _sign_in_redirect(route, scope) or refusal
@@ -248,7 +284,9 @@ class Authorizer:
         scope.setdefault("state", {})["principal"] = principal
         return None
 
-    async def _authenticate(self, scope: AsgiScope) -> tuple[Principal | None, Response | None]:
+    def _authenticate(self, scope: AsgiScope) -> tuple[Principal | None, Response | None]:
+        """Who calls, by key or by this API's mode; (None, None) when a dashboard session's cookie is presented
+        instead of a key: only Redis knows it (`_session_principal`). Not a coroutine: most requests never wait."""
         if self.mode is AuthMode.anonymous:
             return ANONYMOUS, None
         if self.mode is AuthMode.loopback:
@@ -258,9 +296,8 @@ class Authorizer:
             return None, error_response(403, msg, "loopback_only")
         key = presented_key(scope["headers"])
         if key is None:
-            token = session_token(scope["headers"])
-            if token is not None:
-                return await self._session_principal(scope, token)
+            if session_token(scope["headers"]) is not None:
+                return None, None
             msg = "an API key is required: `Authorization: Bearer <key>` or `X-API-Key: <key>`"
             return None, error_response(401, msg, "unauthorized", headers=UNAUTHORIZED_HEADERS)
         principal = self.keys.find(key)
@@ -268,9 +305,11 @@ class Authorizer:
             return None, error_response(401, "unknown API key", "unauthorized", headers=UNAUTHORIZED_HEADERS)
         return principal, None
 
-    async def _session_principal(self, scope: AsgiScope, token: str) -> tuple[Principal | None, Response | None]:
+    async def _session_principal(self, scope: AsgiScope) -> tuple[Principal | None, Response | None]:
         """The principal of a dashboard session cookie; a state-changing request must prove it comes from the
         dashboard's own page with the session's CSRF token (a header another site cannot make a browser send)."""
+        token = session_token(scope["headers"])
+        assert token is not None
         pool = scope.get("state", {}).get("pool")
         session = await find_session(pool, token) if pool is not None else None
         principal = self.keys.find_digest(bytes.fromhex(session.key_sha256)) if session is not None else None

@@ -19,22 +19,6 @@ CLOSE = {"Connection": "close"}  # the rest of the body is never read: the conne
 BODY_DEPTH_OVER_KWARGS = 3  # {"jobs": [{"kwargs": ...}]}
 
 
-class ClientGone(Exception):
-    """The client disconnected while sending its body: there is nobody to answer."""
-
-
-def _media(content_type: bytes) -> bytes:
-    return content_type.split(b";", 1)[0].strip().lower()
-
-
-def _is_json(media: bytes) -> bool:
-    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
-
-
-def _is_form(media: bytes, path: str) -> bool:
-    return media == b"application/x-www-form-urlencoded" and path in FORM_PATHS
-
-
 class BodyReader:
     """Reads and checks a request's body for service/guard.py; the app then gets it replayed."""
 
@@ -59,9 +43,10 @@ class BodyReader:
             return None, receive
         if length is not None and length > self.max_bytes:
             return self._too_large(), None
-        media = _media(content_type)
-        is_form = _is_form(media, scope["path"])
-        if not is_form and not _is_json(media):
+        media = content_type.split(b";", 1)[0].strip().lower()
+        is_form = media == b"application/x-www-form-urlencoded" and scope["path"] in FORM_PATHS
+        is_json = media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+        if not is_form and not is_json:
             msg = "the body must be JSON, sent as `Content-Type: application/json`"
             return error_response(415, msg, headers=CLOSE), None
         # A bare timer, not asyncio.timeout(): this runs on every request with a body, and the context
@@ -76,15 +61,27 @@ class BodyReader:
             task.cancel()
 
         timer = asyncio.get_running_loop().call_later(self.timeout_s, expire)
+        chunks: list[bytes] = []
+        size = 0
+        body: bytes | None = None  # the whole body, or None as soon as it grows past the limit
         try:
-            body = await self._read(receive)
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None, None  # nobody to answer
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_bytes:
+                    break
+                if not message.get("more_body", False):
+                    body = b"".join((*chunks, chunk)) if chunks else chunk
+                    break
+                chunks.append(chunk)
         except asyncio.CancelledError:
             if not expired:
                 raise
             task.uncancel()
             return error_response(408, f"the body did not arrive within {self.timeout_s:g} s", headers=CLOSE), None
-        except ClientGone:
-            return None, None
         finally:
             timer.cancel()
         if body is None:
@@ -99,22 +96,6 @@ class BodyReader:
 
     def _too_large(self) -> Response:
         return error_response(413, f"the body is over the {self.max_bytes}-byte limit", headers=CLOSE)
-
-    async def _read(self, receive: Receive) -> bytes | None:
-        """The whole body, or None as soon as it grows past the limit."""
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -12,20 +12,22 @@ not checked again.
 
 One ASGI layer on purpose: each coroutine frame between uvicorn and a route is walked again on every await
 the route makes (each Redis round trip), so three stacked middlewares cost several times what their checks
-do; the checks here return instead of wrapping.
+do. For the same reason the guard adds one frame, not three: `__call__` and `route` return the request's
+coroutine instead of awaiting it, and the checks (`_admit`) end before the app starts, naming what serves
+the request (the app, or the refusal) instead of calling it themselves.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core import correlation
-from service.auth import Authorizer
+from service.auth import Authorizer, RouteFacts
 from service.body import BodyReader
 from service.errors import GUARDED, UNEXPECTED_ERROR, error_response
 from service.limits import RateLimiter
@@ -61,24 +63,24 @@ class Guard:
         """The guard a mounted platform's routes run themselves (`route`)."""
         return cls(_no_app, settings, RateLimiter(settings.rate_limit_per_minute), lambda: (), metrics)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         scope[GUARDED] = True
-        await self._observed(self.app, self.authorizer.route_of(scope), scope, receive, send)
+        return self._observed(self.app, self.authorizer.route_of(scope), scope, receive, send)
 
-    async def route(self, route: Any, handle: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    def route(self, route: Any, handle: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """Run `handle` (the platform route `route`) behind the same checks, unless the middleware ran them."""
         if scope.get(GUARDED):
-            await handle(scope, receive, send)
-            return
-        await self._observed(handle, route, scope, receive, send)
+            return handle(scope, receive, send)
+        return self._observed(handle, self.authorizer.facts_of(route), scope, receive, send)
 
-    async def _observed(self, app: ASGIApp, route: Any, scope: Scope, receive: Receive, send: Send) -> None:
-        """The checks, inside the request's id, its count and duration, and a 500 answered here."""
+    async def _observed(self, app: ASGIApp, route: RouteFacts, scope: Scope, receive: Receive, send: Send) -> None:
+        """The checks and then the app, inside the request's id, its count and duration, and a 500 answered here."""
         if scope["type"] == "websocket":
-            await self._guard(app, scope, receive, send, route)
+            target, receive = await self._admit(app, route, scope, receive)
+            if target is not None:
+                await target(scope, receive, send)
             return
         started = time.perf_counter()
         request_id, traceparent = correlation.from_headers(scope["headers"])
@@ -87,8 +89,11 @@ class Guard:
         response = Sent()
         sending = self.transport.sending_headers(send, request_id.encode(), response)
         try:
-            if not await self._guard(app, scope, receive, sending, route):
+            target, receive = await self._admit(app, route, scope, receive)
+            if target is None:
                 response.status = CLIENT_LEFT
+            else:
+                await target(scope, receive, sending)
         except Exception:
             if response.started:
                 raise
@@ -97,24 +102,28 @@ class Guard:
             log.exception("api.unexpected_error", path=scope["path"])
             await error_response(500, UNEXPECTED_ERROR, "internal_error")(scope, receive, sending)
         finally:
-            template = getattr(route, "path_format", None) or UNMATCHED_ROUTE
-            self.metrics.observe(scope["method"], template, response.status, time.perf_counter() - started)
+            self.metrics.observe(
+                scope["method"], route.template or UNMATCHED_ROUTE, response.status, time.perf_counter() - started
+            )
             structlog.contextvars.reset_contextvars(**bound)
             correlation.current.reset(token)
 
-    async def _guard(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, route: Any) -> bool:
-        """Pass the request on, or answer it with a refusal; False when the client left while sending its body."""
+    async def _admit(
+        self, app: ASGIApp, route: RouteFacts, scope: Scope, receive: Receive
+    ) -> tuple[ASGIApp | None, Receive]:
+        """What serves the request and the `receive` it gets: `app` (the body, read and checked, replayed to it),
+        or the answer that refuses the request; (None, receive) when the client left while sending its body."""
         refusal = self.transport.refusal(scope) or await self.authorizer.refusal(scope, route)
-        if refusal is None and scope["type"] == "http":
-            refusal, receive_body = await self.body.read(scope, receive)
-            if refusal is None and receive_body is None:
-                return False  # the client left while sending its body
-            receive = receive_body or receive
-        if refusal is not None and scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})  # policy violation
-            return True
+        if scope["type"] == "websocket":
+            return (app if refusal is None else _policy_violation), receive
         if refusal is not None:
-            await refusal(scope, receive, send)
-            return True
-        await app(scope, receive, send)
-        return True
+            return refusal, receive
+        refusal, receive_body = await self.body.read(scope, receive)
+        if refusal is not None:
+            return refusal, receive
+        return (None, receive) if receive_body is None else (app, receive_body)
+
+
+async def _policy_violation(scope: Scope, receive: Receive, send: Send) -> None:
+    """A refused websocket: closed with 1008 (policy violation)."""
+    await send({"type": "websocket.close", "code": 1008})

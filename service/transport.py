@@ -46,7 +46,11 @@ class TransportPolicy:
     def refusal(self, scope: Scope) -> Response | None:
         if self.any_host:
             return None
-        host = next((value for name, value in scope["headers"] if name == b"host"), b"")
+        host = b""
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+                break
         allowed = self._seen.get(host)
         if allowed is None:
             allowed = host_name(host.decode("latin-1")) in self.allowed
@@ -64,11 +68,13 @@ class TransportPolicy:
             if message["type"] == "http.response.start":
                 response.status, response.started = message["status"], True
                 headers = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers}
-                if present.isdisjoint(self.names):  # the common case: one list added, no test per header
+                for name, _ in headers:
+                    if name.lower() in self.names:  # the response sets one itself (the docs' own policy)
+                        present = {name.lower() for name, _ in headers}
+                        headers += [header for header in self.headers if header[0] not in present]
+                        break
+                else:  # the common case: one list added, no test per security header
                     headers += self.headers
-                else:
-                    headers += [header for header in self.headers if header[0] not in present]
                 headers.append((b"x-request-id", request_id))
                 message["headers"] = headers
             await send(message)
