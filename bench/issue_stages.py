@@ -162,8 +162,10 @@ def measure_drain(children: Children, redis_url: str, sizes: IssueSizes) -> list
 
 
 def measure_security(children: Children, redis_url: str, sizes: IssueSizes) -> list[Figure]:
+    # Before: this tree without the layer alone (bench/security_off.py's checks-off: keys, scopes, rate limit,
+    # body limits, strict parsing, kwargs checks, Host check, security headers), the rest of the guard kept.
     measured = security_cost.compare(
-        "unguarded", sizes.security_rounds, sizes.security_duration_s, redis_url, sys.stderr
+        "checks-off", sizes.security_rounds, sizes.security_duration_s, redis_url, sys.stderr
     )
     m = security_cost.summary(measured)
     return [
@@ -176,10 +178,9 @@ def measure_security(children: Children, redis_url: str, sizes: IssueSizes) -> l
         ),
         Figure("API CPU per request, without / with", f"{m['before_cpu_us']:.0f} / {m['after_cpu_us']:.0f} µs"),
         Figure(
-            "API CPU per request change (steadier)",
+            "API CPU per request change (what throughput follows when the API is the bottleneck)",
             _pct(m["paired_cpu_change"]),
-            "<= +5%",
-            m["paired_cpu_change"] <= 0.05,
+            "none: the target is throughput",
         ),
     ]
 
@@ -272,7 +273,7 @@ STAGES = [
         (9,),
         "End to end: this API with and without the layer, one uvicorn each (`bench/security_cost.py`)",
         lambda s: (
-            f"python -m bench.security_cost --before unguarded --rounds {s.security_rounds} "
+            f"python -m bench.security_cost --before checks-off --rounds {s.security_rounds} "
             f"--duration {s.security_duration_s:g}"
         ),
         measure_security,
