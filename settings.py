@@ -110,12 +110,12 @@ class Settings(BaseSettings):
         "if the API process dies first, the job is released by the queue itself after this long.",
     )
     hold_release_window_ms: float = Field(
-        10,
+        0,
         ge=0,
         le=1000,
-        description="Releases of `after_response` jobs are written together: each within this long after its "
-        "response was sent, one Redis call for every request that ended in the window (0: at the next turn of "
-        "the event loop).",
+        description="0: each request releases its `after_response` jobs before it ends. Above 0: releases are "
+        "written together, one Redis call for every request that ended within this many ms, and a released job "
+        "is due up to that much later (a read right after the answer may find it still held).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] | None = Field(

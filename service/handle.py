@@ -102,7 +102,7 @@ class Jobs:
     settings: Settings
     inflight: InFlight
     scope: MutableMapping[str, Any] | None = None  # the request's ASGI scope; None outside a request (`now` only)
-    releases: HeldReleases | None = None  # the process's batched releases; None: each request releases its own
+    releases: HeldReleases | None = None  # the process's batched releases; None: each request settles its own
     _pending: list[Prepared] = field(default_factory=list)
     _held: list[holding.Held] = field(default_factory=list)
     _watching: bool = False
@@ -252,7 +252,10 @@ class Jobs:
             self._watching = True
         if timing is Timing.after_response and not self._watching_response:
             exits.on_exit_sync(self.scope, exits.ROUTE_RETURNED, self._note_route_returned)
-            exits.on_exit_sync(self.scope, exits.RESPONSE_SENT, self._response_sent)
+            if self.releases is not None:  # HOLD_RELEASE_WINDOW_MS > 0: handed to the process's batcher
+                exits.on_exit_sync(self.scope, exits.RESPONSE_SENT, self._response_sent)
+            else:  # released before the request ends: a read right after the answer finds the job queued
+                exits.on_exit(self.scope, exits.RESPONSE_SENT, self._settle_now)
             self._watching_response = True
 
     def _note_route_returned(self, error: BaseException | None) -> None:
@@ -292,6 +295,12 @@ class Jobs:
             self.releases.release(held)
         else:
             self.inflight.spawn(self._settle(held, release))
+
+    async def _settle_now(self, error: BaseException | None) -> None:
+        """`_response_sent` awaited (shielded), for a process that releases each request's jobs itself."""
+        held, self._held = self._held, []
+        if held:
+            await self._settle(held, error is None or self._route_succeeded)
 
     async def _settle(self, held: list[holding.Held], release: bool) -> None:
         try:

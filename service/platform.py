@@ -48,7 +48,7 @@ class State(TypedDict):
     registry: Registry
     settings: Settings
     inflight: InFlight
-    releases: HeldReleases
+    releases: HeldReleases | None  # None: HOLD_RELEASE_WINDOW_MS is 0, each request releases its own
     waits: WaitSlots
     events: EventHub
     metrics: HttpMetrics
@@ -112,7 +112,8 @@ class Platform:
         log_auth_mode(settings)
         hub = EventHub(settings, pool)
         await hub.start()
-        releases = HeldReleases(pool, settings.queue_name, settings.hold_release_window_ms / 1000, inflight)
+        window_s = settings.hold_release_window_ms / 1000
+        releases = HeldReleases(pool, settings.queue_name, window_s, inflight) if window_s > 0 else None
         # What start-up built (modules, routes, schemas, the registry) lives as long as the process: out of the
         # collector's sight, a full collection walks only what requests made (50-65 ms fewer every few thousand
         # requests on the benchmark machine, and steadier latency).
@@ -131,7 +132,8 @@ class Platform:
             }
         finally:
             await hub.stop()
-            await releases.flush()
+            if releases is not None:
+                await releases.flush()
             if not await inflight.drain(SHUTDOWN_DRAIN_S):
                 log.warning("api.writes_abandoned", count=inflight.count)
             await pool.aclose()

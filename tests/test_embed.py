@@ -193,6 +193,26 @@ async def test_releases_of_many_requests_go_out_as_one_write(registry: Registry,
     assert all(score <= now_ms for _, score in await redis.zrange("arq:queue", 0, -1, withscores=True))
 
 
+async def test_with_a_release_window_a_burst_of_requests_is_released_in_one_write(
+    redis_server: Any, registry: Registry, redis: ArqRedis
+) -> None:
+    windowed = make_settings(redis_server.url, hold_release_window_ms=200)
+    async with serve(embed_app.build(windowed, registry)) as client:
+        await redis.config_resetstat()
+        answers = await asyncio.gather(
+            *(client.post("/echo", params={"timing": "after_response", "job_id": f"w{n}"}) for n in range(10))
+        )
+        assert [answer.status_code for answer in answers] == [200] * 10
+        deadline = time.monotonic() + 5
+        while any(score > time.time() * 1000 for _, score in await redis.zrange("arq:queue", 0, -1, withscores=True)):
+            assert time.monotonic() < deadline, "the held jobs were never released"
+            await asyncio.sleep(0.01)
+        assert await redis.zcard("arq:queue") == 10
+        zadds = (await redis.info("commandstats"))["cmdstat_zadd"]["calls"]
+        releases = zadds - 10 * 2  # each hold's enqueue script makes two (the queue, the index)
+        assert 1 <= releases <= 2  # the ten releases went out in one write (two if a window closed between)
+
+
 async def test_a_release_that_fails_is_only_late(registry: Registry, redis: ArqRedis) -> None:
     held = await holding.hold(redis, registry.get("echo"), {"value": 1}, grace_s=30, job_id="late")
     unreachable = ArqRedis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
