@@ -12,6 +12,7 @@ from starlette.types import Message, Receive, Scope
 
 from service.dashboard.paths import FORM_PATHS
 from service.errors import PARSED_BODY, error_response
+from service.read_deadlines import ReadDeadlines
 from service.strict_json import InputRejected, parse_body
 from settings import Settings
 
@@ -25,6 +26,7 @@ class BodyReader:
     def __init__(self, settings: Settings) -> None:
         self.max_bytes = settings.max_request_bytes
         self.timeout_s = settings.body_read_timeout_seconds
+        self.deadlines = ReadDeadlines(self.timeout_s)
         self.max_depth = settings.max_kwargs_depth + BODY_DEPTH_OVER_KWARGS
 
     async def read(self, scope: Scope, receive: Receive) -> tuple[Response | None, Receive | None]:
@@ -49,18 +51,9 @@ class BodyReader:
         if not is_form and not is_json:
             msg = "the body must be JSON, sent as `Content-Type: application/json`"
             return error_response(415, msg, headers=CLOSE), None
-        # A bare timer, not asyncio.timeout(): this runs on every request with a body, and the context
-        # manager's bookkeeping cost more than the rest of this reader.
         task = asyncio.current_task()
         assert task is not None
-        expired = False
-
-        def expire() -> None:
-            nonlocal expired
-            expired = True
-            task.cancel()
-
-        timer = asyncio.get_running_loop().call_later(self.timeout_s, expire)
+        self.deadlines.begin(task)
         chunks: list[bytes] = []
         size = 0
         body: bytes | None = None  # the whole body, or None as soon as it grows past the limit
@@ -78,12 +71,12 @@ class BodyReader:
                     break
                 chunks.append(chunk)
         except asyncio.CancelledError:
-            if not expired:
+            if not self.deadlines.expired(task):
                 raise
             task.uncancel()
             return error_response(408, f"the body did not arrive within {self.timeout_s:g} s", headers=CLOSE), None
         finally:
-            timer.cancel()
+            self.deadlines.end(task)
         if body is None:
             return self._too_large(), None
         if is_form:

@@ -27,7 +27,7 @@ import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core import correlation
-from service.auth import Authorizer, RouteFacts
+from service.auth import PENDING, Authorizer, RouteFacts
 from service.body import BodyReader
 from service.errors import GUARDED, UNEXPECTED_ERROR, error_response
 from service.limits import RateLimiter
@@ -113,7 +113,9 @@ class Guard:
     ) -> tuple[ASGIApp | None, Receive]:
         """What serves the request and the `receive` it gets: `app` (the body, read and checked, replayed to it),
         or the answer that refuses the request; (None, receive) when the client left while sending its body."""
-        refusal = self.transport.refusal(scope) or await self.authorizer.refusal(scope, route)
+        refusal = self.transport.refusal(scope) or self.authorizer.admit_now(scope, route)
+        if refusal is PENDING:
+            refusal = await self.authorizer.refusal(scope, route)
         if scope["type"] == "websocket":
             return (app if refusal is None else _policy_violation), receive
         if refusal is not None:

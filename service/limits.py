@@ -56,6 +56,17 @@ class RateLimiter:
         self._windows: dict[str, _Window] = {}
         self._script: AsyncScript | None = None
 
+    def take(self, name: str) -> bool:
+        """Spend one of the tokens this process holds for `name` in the current window; False when it holds
+        none (or the window turned): then `admit` decides, leasing from Redis if the limit allows."""
+        if self.per_minute <= 0:
+            return True
+        window = self._windows.get(name)
+        if window is None or window.tokens <= 0 or window.index != int(time.time() // WINDOW_S):
+            return False
+        window.tokens -= 1
+        return True
+
     async def admit(self, name: str, scope: MutableMapping[str, Any]) -> int | None:
         """None to admit, else the Retry-After in seconds."""
         if self.per_minute <= 0:

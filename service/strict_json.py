@@ -156,6 +156,12 @@ def _published_schema_errors(spec: JobSpec, kwargs: dict[str, Any]) -> Any:
     return None if validator.is_valid(kwargs) else next(validator.iter_errors(kwargs))
 
 
+def _check_depth(kwargs: dict[str, Any], loc: Loc, max_depth: int) -> None:
+    too_deep = deeper_than(kwargs, max_depth)
+    if too_deep is not None:
+        raise InputRejected((*loc, *too_deep), f"nested deeper than {max_depth} levels", "too_deep")
+
+
 def check_kwargs(spec: JobSpec, kwargs: dict[str, Any], loc: Loc, max_bytes: int, max_depth: int) -> None:
     """Raise InputRejected (or pydantic's ValidationError) unless `kwargs` reach the job exactly and
     within the size and depth limits.
@@ -164,13 +170,13 @@ def check_kwargs(spec: JobSpec, kwargs: dict[str, Any], loc: Loc, max_bytes: int
     which types every argument, no validator gets a string to turn into NaN or a huge integer either. So the
     common case is one schema check and one encoding, and pydantic runs here only to explain a refusal.
     """
-    too_deep = deeper_than(kwargs, max_depth)
-    if too_deep is not None:
-        raise InputRejected((*loc, *too_deep), f"nested deeper than {max_depth} levels", "too_deep")
-    try:  # first: what JSON cannot carry is named most precisely by the exact encoder
+    try:
         encoded = dumps_exact(kwargs)
     except Unencodable as exc:
+        _check_depth(kwargs, loc, max_depth)  # too deep is what the encoder stops at first: say so
         raise InputRejected((*loc, *exc.loc), exc.reason, "not_exact_json") from None
+    if encoded.count(b"[") + encoded.count(b"{") > max_depth:  # only then can it nest that deep: walk it
+        _check_depth(kwargs, loc, max_depth)
     mismatch = _published_schema_errors(spec, kwargs)
     if mismatch is not None:
         spec.validate(kwargs)  # pydantic's words for what is wrong, when it sees it too

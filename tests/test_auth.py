@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -13,9 +14,9 @@ from arq.connections import ArqRedis
 from asgi_lifespan import LifespanManager
 
 from service.app import create_app
-from service.auth import PUBLIC, Scope, flat_routes, required_scope
+from service.auth import PUBLIC, KeyRing, Scope, flat_routes, required_scope
 from service.mint_key import main as mint_main
-from settings import Settings
+from settings import ApiKeyEntry, Settings
 from tests.conftest import make_settings
 from tests.support.keys import ADMIN, ADMIN_KEY, ENQUEUE_KEY, ENQUEUER, READ_KEY, READER, bearer
 
@@ -203,3 +204,28 @@ def test_api_keys_setting_is_read_from_the_environment(monkeypatch) -> None:
     monkeypatch.setenv("API_KEYS", '[{"name": "x", "sha256": "short", "scopes": ["read"]}]')
     with pytest.raises(SystemExit, match="API_KEYS"):
         load_settings()
+
+
+def test_key_ring_remembers_only_keys_that_matched() -> None:
+    """Matched keys skip the hash next time (service/auth.py's KeyRing); wrong keys are never remembered, and
+    a remembered key still has to equal what is presented."""
+    ring = KeyRing([ADMIN, READER])
+    assert ring.find("jp_not-a-key") is None and ring.find(b"jp_not-a-key") is None
+    assert ring._verified == {}
+    for _ in range(2):  # hashed the first time, remembered the second
+        found = ring.find(READ_KEY.encode())
+        assert found is not None and found.name == READER.name
+    assert list(ring._verified) == [READ_KEY.encode()]
+    assert ring.find(READ_KEY[:-1].encode()) is None  # a prefix of a remembered key is a wrong key
+    assert ring.find(READ_KEY + "x") is None
+    assert ring.find(ADMIN_KEY).name == ADMIN.name  # type: ignore[union-attr]
+    assert len(ring._verified) == 2
+
+
+async def test_a_key_in_utf8_is_taken_as_sent(redis_server, redis: ArqRedis) -> None:
+    """The header's bytes are hashed as sent, so a key configured as the SHA-256 of its UTF-8 works."""
+    key = "clé-secrète-✓"
+    entry = ApiKeyEntry(name="utf8", sha256=hashlib.sha256(key.encode()).hexdigest(), scopes=[Scope.read])
+    async with client_for(make_settings(redis_server.url, api_keys=[entry])) as client:
+        assert (await client.get("/v1/queues", headers=[(b"X-API-Key", key.encode())])).status_code == 200
+        assert (await client.get("/v1/queues", headers=[(b"X-API-Key", b"cl\xe9")])).status_code == 401

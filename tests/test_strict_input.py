@@ -80,6 +80,12 @@ async def test_deep_nesting_is_422_naming_where(client: httpx.AsyncClient, redis
     assert response.status_code == 202
     response = await post_raw(client, echo("[" * 35 + "]" * 35))
     assert response.status_code == 422
+    # Within the body's own limit, one level past MAX_KWARGS_DEPTH: the kwargs check names it.
+    response = await post_raw(client, echo("[" * 32 + "]" * 32))
+    assert response.status_code == 422 and response.json()["detail"][0]["type"] == "too_deep"
+    assert response.json()["detail"][0]["loc"][:3] == ["body", "kwargs", "value"]
+    assert (await post_raw(client, echo("[" * 31 + "]" * 31))).status_code == 202
+    assert (await post_raw(client, echo('"' + "[{" * 40 + '"'))).status_code == 202  # brackets in a string
     assert response.json()["detail"][0]["loc"][:3] == ["body", "kwargs", "value"]
 
 
