@@ -189,9 +189,9 @@ def measure_security_micro(children: Children, redis_url: str, sizes: IssueSizes
     argv = ["-m", "bench.security_micro", "--json", "--batches", str(sizes.security_micro_batches)]
     m: dict[str, float] = children.run_json("security-micro", argv, child_env(redis_url), timeout_s=CHILD_TIMEOUT_S)
     return [
-        Figure("whole request, without / with", f"{m['bare_us']:.0f} / {m['guarded_us']:.0f} µs"),
+        Figure("whole request, without / with the layer", f"{m['bare_us']:.0f} / {m['guarded_us']:.0f} µs"),
         Figure("whole request change", _pct(m["whole_request_change"]), "<= +5%", m["whole_request_change"] <= 0.05),
-        Figure("alone: the guard + check_kwargs", f"{m['guard_us']:.1f} + {m['check_kwargs_us']:.1f} µs"),
+        Figure("alone: the guard's checks + check_kwargs", f"{m['guard_us']:.1f} + {m['check_kwargs_us']:.1f} µs"),
         Figure("the layer's share of a request", f"{m['layer_share']:.1%}", "<= 5%", m["layer_share"] <= 0.05),
     ]
 
