@@ -98,6 +98,22 @@ async def test_slow_body_is_408(redis_server, redis: ArqRedis) -> None:
     assert time.monotonic() - started < 3
 
 
+async def test_many_slow_bodies_at_once_are_each_408_and_others_are_served(redis_server, redis: ArqRedis) -> None:
+    """Fifty slow-body connections (one shared timer, service/read_deadlines.py): each is answered 408 within
+    a quarter past the timeout, while a prompt request on the side is served."""
+    async with serving(slow_settings(redis_server.url)) as port:
+        started = time.monotonic()
+        slow = [asyncio.create_task(exchange(port, post_head(len(BODY)) + BODY[:10], timeout=5)) for _ in range(50)]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            prompt = await client.post("/v1/jobs", content=BODY, headers={"Content-Type": "application/json"})
+        answers = await asyncio.gather(*slow)
+        elapsed = time.monotonic() - started
+    assert prompt.status_code == 202
+    assert all(answer.startswith(b"HTTP/1.1 408") for answer in answers), {a[:12] for a in answers}
+    assert elapsed < 3
+    assert await redis.zcard("arq:queue") == 1  # only the prompt request's job
+
+
 async def test_connection_with_slow_headers_is_closed(redis_server, redis: ArqRedis) -> None:
     async with serving(slow_settings(redis_server.url)) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
