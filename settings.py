@@ -160,6 +160,11 @@ class Settings(BaseSettings):
         10, gt=0, description="Time a client has to send a request's headers (`python -m service.server`)."
     )
     body_read_timeout_seconds: float = Field(10, gt=0, description="Time a client has to send a request body; 408.")
+    max_header_bytes: int = Field(
+        64 << 10,
+        ge=1024,
+        description="Largest request line and headers together (`python -m service.server`); bigger is 431.",
+    )
     rate_limit_per_minute: int = Field(
         60_000, ge=0, description="Requests per key per minute, shared by every API process through Redis; 0: off."
     )

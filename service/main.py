@@ -49,7 +49,18 @@ def serve(app: FastAPI, settings: Settings) -> int:
     return 0 if server.started else 1
 
 
-def main() -> int:
+USAGE = """usage: python -m service.main (or python -m service.server)
+
+Serves the API with the hardened server config. It takes no arguments: every setting is an environment
+variable (API_HOST, API_PORT, REDIS_URL, API_KEYS, ...; the README lists them all)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve; `--help` (or any argument, which would otherwise be silently ignored) prints the usage instead."""
+    args = sys.argv[1:] if argv is None else argv
+    if args:
+        print(USAGE, file=sys.stdout if args[0] in ("-h", "--help") else sys.stderr)
+        return 0 if args[0] in ("-h", "--help") else 2
     settings = load_settings()
     return serve(checked_app(settings), settings)
 

@@ -68,3 +68,13 @@ def test_a_bad_cron_schedule_stops_the_api_and_the_worker_with_one_line(command:
 
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [BAD_CRON_LINE]
+
+
+def test_the_api_entry_points_answer_help_and_refuse_arguments_instead_of_serving() -> None:
+    """`--help` was ignored and the server started (against whatever Redis REDIS_URL named); every setting is
+    an environment variable, so an argument is a mistake, named instead of silently dropped."""
+    for module in ("service.main", "service.server"):
+        helped = run([sys.executable, "-m", module, "--help"])
+        assert helped.returncode == 0 and "every setting is an environment" in helped.stdout, helped
+        refused = run([sys.executable, "-m", module, "--port", "9000"])
+        assert refused.returncode == 2 and "usage:" in refused.stderr, refused

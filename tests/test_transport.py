@@ -11,6 +11,7 @@ from arq.connections import ArqRedis
 
 from settings import Settings
 from tests.conftest import make_settings
+from tests.support.keys import ENQUEUE_KEY, ENQUEUER, READ_KEY, READER
 from tests.support.server import exchange, read_answer, serving
 
 BODY = b'{"function": "echo", "kwargs": {"value": 1}}'
@@ -128,3 +129,77 @@ async def test_connection_with_slow_headers_is_closed(redis_server, redis: ArqRe
             assert await idle_reader.read() == b""  # a connection that never sends a byte, too
         idle_writer.close()
     assert time.monotonic() - started < 4
+
+
+def chunked_post(trailer: bytes, headers: bytes = b"") -> bytes:
+    """POST /v1/jobs with a chunked body whose last chunk carries `trailer` fields."""
+    head = b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + headers
+    return head + b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n0\r\n%s\r\n" % (len(BODY), BODY, trailer)
+
+
+async def test_chunked_trailers_never_reach_the_app(redis_server, redis: ArqRedis) -> None:
+    """httptools hands trailers over as more headers: a key, or a content type, sent after the body must not
+    change what the request was (it did, when the trailer came in the same packet as the body)."""
+    settings = make_settings(redis_server.url, api_keys=[ENQUEUER, READER])
+    async with serving(settings) as port:
+        keyed_by_trailer = await exchange(port, chunked_post(f"X-API-Key: {ENQUEUE_KEY}\r\n".encode()))
+        scope_by_trailer = await exchange(
+            port,
+            chunked_post(f"Authorization: Bearer {ENQUEUE_KEY}\r\n".encode(), f"X-API-Key: {READ_KEY}\r\n".encode()),
+        )
+        type_by_trailer = await exchange(
+            port, chunked_post(b"Content-Type: text/plain\r\n", f"X-API-Key: {ENQUEUE_KEY}\r\n".encode())
+        )
+    assert keyed_by_trailer.startswith(b"HTTP/1.1 401")
+    assert scope_by_trailer.startswith(b"HTTP/1.1 403")
+    assert type_by_trailer.startswith(b"HTTP/1.1 202")
+    assert await redis.zcard("arq:queue") == 1
+
+
+async def test_request_heads_over_max_header_bytes_are_431(redis_server, redis: ArqRedis) -> None:
+    settings = make_settings(redis_server.url, max_header_bytes=16 << 10)
+    get = b"GET /v1/queues HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    async with serving(settings) as port:
+        one_big = await exchange(port, get + b"X-Pad: " + b"a" * (20 << 10) + b"\r\n\r\n")
+        many = await exchange(port, get + b"".join(b"X-%d: 1\r\n" % i for i in range(5000)) + b"\r\n")
+        # A header that never ends: refused while it streams, long before the header deadline (10 s).
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        started = time.monotonic()
+        writer.write(get + b"X-Pad: ")
+        refused = b""
+        for _ in range(64):  # 4 KB at a time, up to 256 KB
+            try:
+                writer.write(b"b" * 4096)
+                await writer.drain()
+                refused = await asyncio.wait_for(reader.read(), 0.05)
+            except (TimeoutError, ConnectionError):
+                continue
+            if refused:
+                break
+        writer.close()
+        elapsed = time.monotonic() - started
+        # Under the limit, however it is cut up, and a big body in the same packet as the head: served.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for piece in (get, b"X-Pad: ", *[b"c" * 1024] * 12, b"\r\n\r\n"):
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.005)
+        under = await read_answer(reader, 5)
+        writer.close()
+        body = b'{"function": "echo", "kwargs": {"value": "' + b"d" * (60 << 10) + b'"}}'
+        big_body = await exchange(port, post_head(len(body)) + body)
+    for answer in (one_big, many, refused):
+        assert answer.startswith(b"HTTP/1.1 431"), answer[:60]
+        assert b"x-content-type-options: nosniff" in answer.lower()
+        assert b'"type": "headers_too_large"' in answer
+    assert elapsed < 5
+    assert under.startswith(b"HTTP/1.1 200")
+    assert big_body.startswith(b"HTTP/1.1 202")
+
+
+async def test_what_uvicorn_cannot_parse_is_400_in_the_error_shape(settings: Settings, redis: ArqRedis) -> None:
+    async with serving(settings) as port:
+        answer = await exchange(port, b"GET /v1/queues HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Bad: a\x00b\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert b"content-security-policy: default-src 'none'" in answer.lower()
+    assert b'"type": "invalid_http"' in answer
