@@ -209,18 +209,33 @@ class KeyRing:
         return found[1]
 
 
-def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
-    """`Authorization: Bearer <key>` or `X-API-Key: <key>`, as sent; None when neither is there."""
-    api_key = None
+class Conflicting(Enum):
+    """`presented_key`'s answer when a request presents different keys."""
+
+    CONFLICTING = "conflicting"
+
+
+CONFLICTING: Final = Conflicting.CONFLICTING
+
+
+def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> bytes | Conflicting | None:
+    """`Authorization: Bearer <key>` or `X-API-Key: <key>`, as sent; None when neither is there, CONFLICTING
+    when the request presents two different keys (which one a proxy or a log would see is anyone's guess)."""
+    found = None
     for name, value in headers:
         if name == b"authorization":
             scheme, _, token = value.strip().partition(b" ")
-            token = token.strip()
-            if token and scheme.lower() == b"bearer":
-                return token
+            key = token.strip() if scheme.lower() == b"bearer" else None
         elif name == b"x-api-key":
-            api_key = value.strip() or None
-    return api_key
+            key = value.strip()
+        else:
+            continue
+        if not key:  # an empty key, or another scheme: not a key
+            continue
+        if found is not None and key != found:
+            return CONFLICTING
+        found = key
+    return found
 
 
 def is_loopback(client: tuple[str, int] | list[Any] | None) -> bool:
@@ -339,6 +354,9 @@ class Authorizer:
             msg = "no API keys are configured, so only clients on this host are served (see API_KEYS)"
             return None, error_response(403, msg, "loopback_only")
         key = presented_key(scope["headers"])
+        if key is CONFLICTING:
+            msg = "the request presents different API keys; present one"
+            return None, error_response(401, msg, "unauthorized", headers=UNAUTHORIZED_HEADERS)
         if key is None:
             if session_token(scope["headers"]) is not None:
                 return None, None

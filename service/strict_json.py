@@ -49,14 +49,32 @@ def parse_body(body: bytes, max_depth: int) -> Any:
     return value
 
 
+# An integer too long for Python to convert from text (sys.get_int_max_str_digits) is beyond 64 bits all the
+# same: it is read as this one, so the field that holds it can be named like any other too big.
+BEYOND_64_BITS = 1 << 64
+_CONVERTIBLE_DIGITS = 4000
+
+
+def _lenient_int(text: str) -> int:
+    return int(text) if len(text) <= _CONVERTIBLE_DIGITS else BEYOND_64_BITS
+
+
 def _named_refusal(body: bytes, orjson_error: str | None) -> Any:
-    """Parse leniently to find what orjson refused (or read inexactly); the value if nothing is wrong."""
+    """Parse leniently to find what orjson refused (or read inexactly); the value if nothing is wrong. Bytes
+    that are not UTF-8 are read as lone surrogates (`surrogateescape`), so the string holding them is named."""
     try:
-        value = json.loads(body)
+        text, invalid_utf8 = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, invalid_utf8 = body.decode("utf-8", "surrogateescape"), True
+    try:
+        value = json.loads(text, parse_int=_lenient_int)
     except RecursionError:
         raise InputRejected(("body",), "JSON nested too deep", "too_deep") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
+    except ValueError as exc:  # JSONDecodeError
         raise InputRejected(("body",), f"invalid JSON: {orjson_error or exc}", "json_invalid") from None
+    if invalid_utf8:
+        found = find_unencodable(value, loc=("body",))
+        raise InputRejected(found.loc if found else ("body",), "not valid UTF-8", "not_exact_json")
     if orjson_error is None:
         # Valid JSON that orjson read inexactly (an integer beyond 64 bits): the route checks each job's kwargs
         # and reports every one of them at once, so the body is not refused here.

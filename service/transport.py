@@ -26,10 +26,14 @@ MAX_SEEN_HOSTS = 64
 
 
 def host_name(host_header: str) -> str:
-    """`Host` without its port, lower-cased; `[::1]:8000` -> `::1`."""
+    """`Host` without its port, lower-cased; `[::1]:8000` -> `::1`. Brackets hold an IPv6 address and only a
+    port may follow them: `[127.0.0.1].evil.example` or `[localhost]` is nobody's name (it comes back whole,
+    matching no allowed host)."""
     host = host_header.strip().lower()
     if host.startswith("["):
-        return host[1:].partition("]")[0]
+        inside, _, after = host[1:].partition("]")
+        port_or_nothing = after == "" or (after[:1] == ":" and after[1:].isdigit())
+        return inside if port_or_nothing and ":" in inside else host  # brackets hold IPv6 addresses only
     return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
@@ -46,11 +50,13 @@ class TransportPolicy:
     def refusal(self, scope: Scope) -> Response | None:
         if self.any_host:
             return None
-        host = b""
+        host = None
         for name, value in scope["headers"]:
             if name == b"host":
+                if host is not None:  # two Host headers: RFC 9112 says answer 400, whichever would be read
+                    return error_response(400, "more than one Host header", "invalid_host")
                 host = value
-                break
+        host = host or b""
         allowed = self._seen.get(host)
         if allowed is None:
             allowed = host_name(host.decode("latin-1")) in self.allowed

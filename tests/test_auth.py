@@ -229,3 +229,21 @@ async def test_a_key_in_utf8_is_taken_as_sent(redis_server, redis: ArqRedis) -> 
     async with client_for(make_settings(redis_server.url, api_keys=[entry])) as client:
         assert (await client.get("/v1/queues", headers=[(b"X-API-Key", key.encode())])).status_code == 200
         assert (await client.get("/v1/queues", headers=[(b"X-API-Key", b"cl\xe9")])).status_code == 401
+
+
+async def test_a_request_presenting_different_keys_is_401(keyed: httpx.AsyncClient) -> None:
+    """Which of two keys counts would depend on header order, and a proxy or a log may see the other one."""
+    both = [
+        [(b"authorization", f"Bearer {READ_KEY}".encode()), (b"x-api-key", b"jp_wrong")],
+        [(b"x-api-key", b"jp_wrong"), (b"x-api-key", READ_KEY.encode())],
+        [(b"x-api-key", READ_KEY.encode()), (b"x-api-key", b"jp_wrong")],
+        [(b"authorization", f"Bearer {READ_KEY}".encode()), (b"authorization", f"Bearer {ADMIN_KEY}".encode())],
+    ]
+    for headers in both:
+        response = await keyed.get("/v1/queues", headers=headers)
+        assert response.status_code == 401, headers
+        assert "different API keys" in response.json()["detail"][0]["msg"]
+    same = [(b"authorization", f"Bearer {READ_KEY}".encode()), (b"x-api-key", READ_KEY.encode())]
+    assert (await keyed.get("/v1/queues", headers=same)).status_code == 200
+    other_scheme = [(b"authorization", b"Basic dXNlcjpwYXNz"), (b"x-api-key", READ_KEY.encode())]
+    assert (await keyed.get("/v1/queues", headers=other_scheme)).status_code == 200

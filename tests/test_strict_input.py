@@ -218,3 +218,23 @@ async def test_typed_options_take_what_post_v1_jobs_takes(client: httpx.AsyncCli
     assert late.json()["status"] == "deferred"
     soon = await client.post(TYPED_RECEIPT, json={**RECEIPT, "defer_by": 5})
     assert soon.status_code == 202 and soon.json()["status"] == "deferred"
+
+
+async def test_bytes_that_are_not_utf8_are_named_where_they_are(client: httpx.AsyncClient, redis: ArqRedis) -> None:
+    in_value = await post_raw(client, echo('{"p": "ok \xff\xfe"}').encode("latin-1"))
+    in_key = await post_raw(client, echo('{"k\xe9y": 1}').encode("latin-1"))
+    for response, loc in ((in_value, ["body", "kwargs", "value", "p"]), (in_key, ["body", "kwargs", "value"])):
+        assert response.status_code == 422, response.text
+        problem = response.json()["detail"][0]
+        assert problem["loc"] == loc and problem["msg"] == "not valid UTF-8", problem
+    assert await redis.zcard("arq:queue") == 0
+
+
+async def test_an_integer_too_long_to_convert_is_named_as_beyond_64_bits(
+    client: httpx.AsyncClient, redis: ArqRedis
+) -> None:
+    response = await post_raw(client, echo('{"p": ' + "9" * 5000 + "}"))
+    assert response.status_code == 422, response.text
+    problem = response.json()["detail"][0]
+    assert problem["loc"] == ["body", "kwargs", "value", "p"] and "64 bits" in problem["msg"], problem
+    assert await redis.zcard("arq:queue") == 0

@@ -54,6 +54,18 @@ async def test_unexpected_host_is_400(redis_server, redis: ArqRedis) -> None:
         assert (await client.get("/health", headers={"Host": "attacker.example"})).status_code == 400
 
 
+async def test_host_tricks_and_two_host_headers_are_400(redis_server, redis: ArqRedis) -> None:
+    settings = make_settings(redis_server.url, allowed_hosts=["localhost", "127.0.0.1", "::1"])
+    tricks = [b"[127.0.0.1].evil.example:80", b"[::1]evil.example", b"[localhost]", b"[::1]:80x"]
+    async with serving(settings) as port:
+        answers = [await exchange(port, b"GET /v1/queues HTTP/1.1\r\nHost: " + host + b"\r\n\r\n") for host in tricks]
+        two = await exchange(port, b"GET /v1/queues HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n")
+        ipv6 = await exchange(port, b"GET /v1/queues HTTP/1.1\r\nHost: [::1]:8000\r\n\r\n")
+    assert all(answer.startswith(b"HTTP/1.1 400") for answer in answers), [a[:12] for a in answers]
+    assert two.startswith(b"HTTP/1.1 400") and b"more than one Host header" in two
+    assert ipv6.startswith(b"HTTP/1.1 200")
+
+
 async def test_default_allowed_hosts_are_the_loopback_names() -> None:
     assert Settings().allowed_hosts == ["localhost", "127.0.0.1", "::1"]
 
