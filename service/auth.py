@@ -305,11 +305,11 @@ class Authorizer:
             return None
         principal, refusal = self._authenticate(scope)
         if refusal is not None:
-            return (_sign_in_redirect(route, scope) or refusal) if refusal.status_code == 401 else refusal
+            return _refused(refusal, route, scope)
         if principal is None:  # a dashboard session's cookie instead of a key
             return PENDING
-        if needed != ANY_KEY and needed not in principal.scopes:
-            return error_response(403, f"this key lacks the {str(needed)!r} scope", "forbidden")
+        if (lacking := _lacks_scope(principal, needed)) is not None:
+            return lacking
         if not self.limiter.take(principal.name):
             return PENDING
         scope.setdefault("state", {})["principal"] = principal
@@ -325,12 +325,10 @@ class Authorizer:
             if principal is None and refusal is None:  # a dashboard session's cookie instead of a key
                 principal, refusal = await self._session_principal(scope)
             if refusal is not None:
-                if refusal.status_code == 401:
-                    return _sign_in_redirect(route, scope) or refusal
-                return refusal
+                return _refused(refusal, route, scope)
             assert principal is not None
-            if needed != ANY_KEY and needed not in principal.scopes:
-                return error_response(403, f"this key lacks the {str(needed)!r} scope", "forbidden")
+            if (lacking := _lacks_scope(principal, needed)) is not None:
+                return lacking
             retry_after = await self.limiter.admit(principal.name, scope)
         except PoolExhausted as exc:
             return pool_exhausted_response(exc)
@@ -383,6 +381,17 @@ class Authorizer:
             return None, error_response(403, msg, "csrf_failed")
         scope.setdefault("state", {})["session"] = session
         return principal, None
+
+
+def _refused(refusal: Response, route: RouteFacts, scope: AsgiScope) -> Response:
+    """A 401 on a browser page becomes the way to its sign-in page."""
+    return (_sign_in_redirect(route, scope) or refusal) if refusal.status_code == 401 else refusal
+
+
+def _lacks_scope(principal: Principal, needed: str) -> Response | None:
+    if needed == ANY_KEY or needed in principal.scopes:
+        return None
+    return error_response(403, f"this key lacks the {str(needed)!r} scope", "forbidden")
 
 
 def _csrf_matches(scope: AsgiScope, session: Session) -> bool:
