@@ -23,6 +23,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from service.errors import problem
 from service.transport import SECURITY_HEADERS
 from settings import Settings, load_settings
 
@@ -113,7 +114,7 @@ class HardenedProtocol(HttpToolsProtocol):
         else:
             status, reason, type_ = 400, "Bad Request", "invalid_http"
             text = "the request is not valid HTTP/1.1"
-        body = json.dumps({"detail": [{"loc": ["request"], "msg": text, "type": type_}]}).encode()
+        body = json.dumps({"detail": [problem(("request",), text, type_)]}).encode()
         head = [f"HTTP/1.1 {status} {reason}\r\n".encode()]
         head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
         head += [f"{name}: {value}\r\n".encode() for name, value in SECURITY_HEADERS.items()]
